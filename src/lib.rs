@@ -1,0 +1,16 @@
+//! Manifold-LoRA: LoRA fine-tuning where the up-projection B is kept on the Stiefel manifold
+//! (orthonormal columns) or the oblique manifold (unit columns) by a retraction-free landing
+//! update inside AdamW. Built on Burn; the same code runs on the ndarray CPU backend, wgpu and
+//! CUDA (see [`backend`]).
+
+pub mod backend;
+pub mod error;
+pub mod lora;
+pub mod manifold;
+pub mod optim;
+pub mod testing;
+
+pub use error::{Error, Result};
+pub use lora::{LoraAdapter, LoraConfig, LoraLinear, LoraModule};
+pub use manifold::Manifold;
+pub use optim::{ManifoldAdamW, ManifoldAdamWConfig};
