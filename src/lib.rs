@@ -7,6 +7,7 @@ pub mod backend;
 pub mod error;
 pub mod lora;
 pub mod manifold;
+pub mod models;
 pub mod optim;
 pub mod testing;
 

@@ -146,41 +146,62 @@ pub fn initial_power_vector<B: Backend>(n: usize, device: &B::Device) -> Tensor<
     Tensor::ones([n, 1], device).div_scalar((n as f64).sqrt())
 }
 
-/// Power iteration for the spectral norm ‖M‖₂ on the Gram matrix of M's smaller side.
+/// One application of the Gram matrix of M's smaller side: MMᵀu (rows ≤ cols) or MᵀMu, as two
+/// thin products so the Gram matrix is never formed. `u` is [min(rows, cols), 1].
 ///
-/// `u` ([min(rows, cols), 1], unit) is the previous estimate of the top singular vector on that
-/// side; the new one is returned with σ as a [1, 1] tensor that stays on the device (no host sync
-/// in the optimizer's hot path). When M·Mᵀu vanishes (M = 0), `u` is kept and σ = 0.
+/// For a unit `u` close to the top singular vector, ‖result‖ ≈ ‖M‖₂²; the optimizer reads these
+/// norms for all adapters in one host transfer per step.
+pub fn gram_apply<B: Backend>(m: Tensor<B, 2>, u: Tensor<B, 2>) -> Tensor<B, 2> {
+    let [rows, cols] = m.dims();
+    if rows <= cols {
+        let half = m.clone().transpose().matmul(u);
+        m.matmul(half)
+    } else {
+        let half = m.clone().matmul(u);
+        m.transpose().matmul(half)
+    }
+}
+
+/// Power iteration for the spectral norm ‖M‖₂ entirely on the device.
+///
+/// `u` ([min(rows, cols), 1], unit) is the previous estimate of the top singular vector on the
+/// smaller side; returns σ ≈ √‖Gram·u‖ as a [1, 1] tensor and the new vector. When the Gram
+/// product vanishes (M = 0), `u` is kept and σ = 0.
 pub fn power_iteration<B: Backend>(
     m: Tensor<B, 2>,
     mut u: Tensor<B, 2>,
     iterations: usize,
 ) -> (Tensor<B, 2>, Tensor<B, 2>) {
-    let [rows, cols] = m.dims();
-    let rows_small = rows <= cols;
-    let n = rows.min(cols);
-    // M·(Mᵀu) with u on the row side, Mᵀ·(M u) with u on the column side: never form the Gram.
-    let apply = |u: Tensor<B, 2>| -> Tensor<B, 2> {
-        if rows_small {
-            m.clone().transpose().matmul(u)
-        } else {
-            m.clone().matmul(u)
-        }
-    };
+    let n = power_vector_len(m.dims());
+    let mut norm = Tensor::zeros([1, 1], &m.device());
     for _ in 0..iterations {
-        let half = apply(u.clone());
-        let w = if rows_small {
-            m.clone().matmul(half)
-        } else {
-            m.clone().transpose().matmul(half)
-        };
-        let norm = w.clone().square().sum().sqrt().reshape([1, 1]);
+        let w = gram_apply(m.clone(), u.clone());
+        norm = w.clone().square().sum().sqrt().reshape([1, 1]);
         let vanished = norm.clone().lower_equal_elem(1e-30).expand([n, 1]);
-        let next = w / norm.clamp_min(1e-30);
+        let next = w / norm.clone().clamp_min(1e-30);
         u = next.mask_where(vanished, u);
     }
-    let sigma = apply(u.clone()).square().sum().sqrt().reshape([1, 1]);
-    (sigma, u)
+    (norm.sqrt(), u)
+}
+
+/// B − step·∇R(B), fused into one product with an r×r (Stiefel) or 1×r (oblique) factor:
+/// Stiefel B − 4s·B(BᵀB − I) = B·((1 + 4s)I − 4s·BᵀB); oblique B·diag(1 + 4s − 4s·‖b_j‖²).
+pub fn penalty_descent<B: Backend>(manifold: Manifold, b: Tensor<B, 2>, step: f64) -> Tensor<B, 2> {
+    let c = 4.0 * step;
+    match manifold {
+        Manifold::Stiefel => {
+            let r = b.dims()[1];
+            let gram = b.clone().transpose().matmul(b.clone());
+            let factor = Tensor::eye(r, &b.device()).mul_scalar(1.0 + c) - gram.mul_scalar(c);
+            b.matmul(factor)
+        }
+        Manifold::Oblique => {
+            let norms = column_dots(b.clone(), b.clone());
+            let factor = norms.mul_scalar(-c).add_scalar(1.0 + c);
+            b * factor
+        }
+        Manifold::Euclidean => b,
+    }
 }
 
 /// Reads a 2-D tensor into a row-major f64 buffer.
@@ -362,42 +383,13 @@ pub fn cayley_retraction<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::host::{eye, matmul as host_matmul, max_abs_diff, transpose};
     use burn::backend::{Autodiff, NdArray};
 
     // f32, the production dtype: Burn 0.21 keys dtype defaults by device, so NdArray<f64> and
     // NdArray<f32> tests in one process would share (and race on) the default float type.
     // References are computed independently on the host in f64.
     type Nd = NdArray<f32>;
-
-    fn host_matmul(a: &[f64], b: &[f64], n: usize, k: usize, m: usize) -> Vec<f64> {
-        let mut out = vec![0.0; n * m];
-        for i in 0..n {
-            for l in 0..k {
-                for j in 0..m {
-                    out[i * m + j] += a[i * k + l] * b[l * m + j];
-                }
-            }
-        }
-        out
-    }
-
-    fn transpose(a: &[f64], n: usize, m: usize) -> Vec<f64> {
-        let mut out = vec![0.0; n * m];
-        for i in 0..n {
-            for j in 0..m {
-                out[j * n + i] = a[i * m + j];
-            }
-        }
-        out
-    }
-
-    fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-        assert_eq!(a.len(), b.len());
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f64::max)
-    }
 
     fn random(rows: usize, cols: usize, seed: u64) -> Tensor<Nd, 2> {
         let device = Default::default();
@@ -595,6 +587,19 @@ mod tests {
     }
 
     #[test]
+    fn fused_penalty_descent_equals_the_gradient_step() {
+        let b = random(11, 3, 13).mul_scalar(0.7);
+        for manifold in [Manifold::Stiefel, Manifold::Oblique] {
+            let fused = penalty_descent(manifold, b.clone(), 0.03);
+            let plain = b.clone() - penalty_grad(manifold, b.clone()).mul_scalar(0.03);
+            let diff = (fused - plain).abs().max().into_scalar();
+            assert!(diff < 1e-6, "{manifold}: {diff}");
+        }
+        let unchanged = penalty_descent(Manifold::Euclidean, b.clone(), 0.03);
+        assert_eq!(unchanged.to_data(), b.to_data());
+    }
+
+    #[test]
     fn power_iteration_on_zero_matrix_is_zero_and_keeps_its_vector() {
         let device = Default::default();
         let u0 = initial_power_vector::<Nd>(3, &device);
@@ -635,10 +640,7 @@ mod tests {
         let mut q = orig.clone();
         gram_schmidt_host(&mut q, rows, cols);
         let qtq = host_matmul(&transpose(&q, rows, cols), &q, cols, rows, cols);
-        let eye: Vec<f64> = (0..9)
-            .map(|i| if i / 3 == i % 3 { 1.0 } else { 0.0 })
-            .collect();
-        assert!(max_abs_diff(&qtq, &eye) < 1e-14);
+        assert!(max_abs_diff(&qtq, &eye(3)) < 1e-14);
         let proj = host_matmul(
             &q,
             &host_matmul(&transpose(&q, rows, cols), &orig, cols, rows, cols),
@@ -654,10 +656,7 @@ mod tests {
         let a = [4.0, 1.0, 2.0, 0.5, 3.0, 1.0, 2.0, 1.0, 5.0];
         let inv = invert_host(&a, 3).unwrap();
         let prod = host_matmul(&a, &inv, 3, 3, 3);
-        let eye: Vec<f64> = (0..9)
-            .map(|i| if i / 3 == i % 3 { 1.0 } else { 0.0 })
-            .collect();
-        assert!(max_abs_diff(&prod, &eye) < 1e-14);
+        assert!(max_abs_diff(&prod, &eye(3)) < 1e-14);
         assert!(invert_host(&[1.0, 2.0, 2.0, 4.0], 2).is_err());
     }
 

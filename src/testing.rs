@@ -41,3 +41,66 @@ pub fn shared_path(rel: &str) -> Option<PathBuf> {
     eprintln!("SKIPPED: {reason}");
     None
 }
+
+/// Dense row-major f64 matrix helpers: independent references for tests of tensor code.
+pub mod host {
+    /// [n, k] × [k, m].
+    pub fn matmul(a: &[f64], b: &[f64], n: usize, k: usize, m: usize) -> Vec<f64> {
+        assert_eq!(a.len(), n * k, "lhs is not {n}×{k}");
+        assert_eq!(b.len(), k * m, "rhs is not {k}×{m}");
+        let mut out = vec![0.0; n * m];
+        for i in 0..n {
+            for l in 0..k {
+                let a_il = a[i * k + l];
+                for j in 0..m {
+                    out[i * m + j] += a_il * b[l * m + j];
+                }
+            }
+        }
+        out
+    }
+
+    /// Transpose of an [n, m] matrix.
+    pub fn transpose(a: &[f64], n: usize, m: usize) -> Vec<f64> {
+        let mut out = vec![0.0; n * m];
+        for i in 0..n {
+            for j in 0..m {
+                out[j * n + i] = a[i * m + j];
+            }
+        }
+        out
+    }
+
+    /// The n×n identity.
+    pub fn eye(n: usize) -> Vec<f64> {
+        (0..n * n)
+            .map(|i| if i / n == i % n { 1.0 } else { 0.0 })
+            .collect()
+    }
+
+    /// max |a − b| over entries.
+    pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+        assert_eq!(a.len(), b.len(), "length mismatch");
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    }
+
+    /// Largest singular value of an [n, m] matrix: √λ_max(AᵀA) by many power iterations in f64.
+    pub fn spectral_norm(a: &[f64], n: usize, m: usize) -> f64 {
+        let gram = matmul(&transpose(a, n, m), a, m, n, m);
+        let mut v: Vec<f64> = (0..m).map(|i| 1.0 + 0.1 * i as f64).collect();
+        let mut lambda = 0.0;
+        for _ in 0..10_000 {
+            let w = matmul(&gram, &v, m, m, 1);
+            let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if norm == 0.0 {
+                return 0.0;
+            }
+            lambda = norm;
+            v = w.iter().map(|x| x / norm).collect();
+        }
+        lambda.sqrt()
+    }
+}

@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::lora::{AdapterRef, LoraModule};
 use crate::manifold::{
-    initial_power_vector, penalty_grad, power_iteration, power_vector_len, project_tangent,
-    Manifold,
+    gram_apply, initial_power_vector, penalty_descent, power_iteration, power_vector_len,
+    project_tangent, Manifold,
 };
 
 /// How the step size of A and B is chosen.
@@ -280,6 +280,17 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Replace<B> {
     }
 }
 
+/// One adapter's work in a step: current values, gradients and states.
+struct AdapterStep<Bk: Backend> {
+    ids: AdapterRef,
+    a: Tensor<Bk, 2>,
+    b: Tensor<Bk, 2>,
+    grad_a: Option<Tensor<Bk, 2>>,
+    grad_b: Option<Tensor<Bk, 2>>,
+    state_a: MatrixState<Bk>,
+    state_b: MatrixState<Bk>,
+}
+
 impl<M, B> ManifoldAdamW<M, B>
 where
     M: AutodiffModule<B>,
@@ -288,24 +299,6 @@ where
     /// The configuration in use.
     pub fn config(&self) -> &ManifoldAdamWConfig {
         &self.config
-    }
-
-    /// Adam direction m̂/(√v̂+ε) for one matrix, updating its state.
-    fn adam_direction(
-        &self,
-        grad: Tensor<B::InnerBackend, 2>,
-        state: &mut MatrixState<B::InnerBackend>,
-    ) -> Tensor<B::InnerBackend, 2> {
-        let c = &self.config;
-        state.time += 1;
-        state.moment_1 =
-            state.moment_1.clone().mul_scalar(c.beta_1) + grad.clone().mul_scalar(1.0 - c.beta_1);
-        state.moment_2 =
-            state.moment_2.clone().mul_scalar(c.beta_2) + grad.square().mul_scalar(1.0 - c.beta_2);
-        let t = state.time as i32;
-        let m_hat = state.moment_1.clone().div_scalar(1.0 - c.beta_1.powi(t));
-        let v_hat = state.moment_2.clone().div_scalar(1.0 - c.beta_2.powi(t));
-        m_hat / v_hat.sqrt().add_scalar(c.epsilon)
     }
 
     fn fresh_state(&self, value: &Tensor<B::InnerBackend, 2>) -> MatrixState<B::InnerBackend> {
@@ -318,94 +311,133 @@ where
         }
     }
 
-    /// lr·clip(σ^{-p}, lower, upper) as a [1, 1] device tensor (σ = 0 → upper).
-    fn partner_step(
+    /// C·(1 − ηλ) − η·m̂/(√v̂+ε), updating the moments.
+    ///
+    /// Written as m/(√v + ε√bc₂)·(√bc₂/bc₁) so the bias corrections fold into scalars: fewer
+    /// full-size tensor passes than the textbook form, same value.
+    fn adam_update(
         &self,
-        lr: f64,
-        sigma: Tensor<B::InnerBackend, 2>,
+        c: Tensor<B::InnerBackend, 2>,
+        grad: Tensor<B::InnerBackend, 2>,
+        state: &mut MatrixState<B::InnerBackend>,
+        eta: f64,
+        decay: bool,
     ) -> Tensor<B::InnerBackend, 2> {
-        let c = &self.config;
-        let factor = sigma.clamp_min(1e-30).powf_scalar(c.norm_power).recip();
-        factor.clamp(c.lower, c.upper).mul_scalar(lr)
+        let cfg = &self.config;
+        state.time += 1;
+        let t = state.time as i32;
+        state.moment_1 = state.moment_1.clone().mul_scalar(cfg.beta_1)
+            + grad.clone().mul_scalar(1.0 - cfg.beta_1);
+        state.moment_2 = state.moment_2.clone().mul_scalar(cfg.beta_2)
+            + grad.square().mul_scalar(1.0 - cfg.beta_2);
+        let bc1 = 1.0 - cfg.beta_1.powi(t);
+        let bc2_sqrt = (1.0 - cfg.beta_2.powi(t)).sqrt();
+        let dir = state.moment_1.clone()
+            / state
+                .moment_2
+                .clone()
+                .sqrt()
+                .add_scalar(cfg.epsilon * bc2_sqrt);
+        let c = if decay && cfg.weight_decay > 0.0 {
+            c.mul_scalar(1.0 - eta * cfg.weight_decay)
+        } else {
+            c
+        };
+        c - dir.mul_scalar(eta * bc2_sqrt / bc1)
     }
 
-    /// One step of Algorithm 1 for an adapter; returns the new (A, B).
+    /// lr·clip(σ^{-p}, lower, upper) from ‖Gram·u‖ ≈ σ² (σ = 0 → upper).
+    fn partner_step(&self, lr: f64, gram_norm: f64) -> f64 {
+        let c = &self.config;
+        let factor = if gram_norm > 0.0 {
+            gram_norm.powf(-c.norm_power / 2.0)
+        } else {
+            f64::INFINITY
+        };
+        lr * factor.clamp(c.lower, c.upper)
+    }
+
+    /// (η(A), η(B)) for every adapter. The Gram products of all matrices go to the host in one
+    /// transfer, so a GPU synchronises once per step, not once per matrix.
+    fn step_sizes(&self, lr: f64, work: &mut [AdapterStep<B::InnerBackend>]) -> Vec<(f64, f64)> {
+        let c = &self.config;
+        if c.step_schedule == StepSchedule::Off {
+            return vec![(lr, lr); work.len()];
+        }
+        let mut products = Vec::with_capacity(2 * work.len());
+        for w in work.iter_mut() {
+            for (m, state) in [(&w.a, &mut w.state_a), (&w.b, &mut w.state_b)] {
+                if c.power_iterations > 1 {
+                    let (_, u) =
+                        power_iteration(m.clone(), state.power.clone(), c.power_iterations - 1);
+                    state.power = u;
+                }
+                products.push(gram_apply(m.clone(), state.power.clone()));
+            }
+        }
+        let lens: Vec<usize> = products.iter().map(|p| p.dims()[0]).collect();
+        let host = Tensor::cat(products.clone(), 0)
+            .into_data()
+            .convert::<f64>()
+            .to_vec::<f64>()
+            .expect("converted to f64");
+        let mut norms = Vec::with_capacity(products.len());
+        let mut offset = 0;
+        for len in lens {
+            norms.push(
+                host[offset..offset + len]
+                    .iter()
+                    .map(|x| x * x)
+                    .sum::<f64>()
+                    .sqrt(),
+            );
+            offset += len;
+        }
+        let mut products = products.into_iter();
+        let mut etas = Vec::with_capacity(work.len());
+        for (k, w) in work.iter_mut().enumerate() {
+            let (norm_a, norm_b) = (norms[2 * k], norms[2 * k + 1]);
+            for (state, norm) in [(&mut w.state_a, norm_a), (&mut w.state_b, norm_b)] {
+                let product = products.next().expect("one product per matrix");
+                // A zero matrix (A at init) keeps its vector: there is no direction to learn.
+                if norm > 1e-30 {
+                    state.power = product.mul_scalar(1.0 / norm);
+                }
+            }
+            etas.push((self.partner_step(lr, norm_b), self.partner_step(lr, norm_a)));
+        }
+        etas
+    }
+
+    /// Steps 1–5 of Algorithm 1 for one adapter; returns the new (A, B).
     #[allow(clippy::type_complexity)]
     fn step_adapter(
-        &mut self,
-        lr: f64,
-        adapter: &AdapterRef,
-        a: Tensor<B::InnerBackend, 2>,
-        b: Tensor<B::InnerBackend, 2>,
-        grad_a: Option<Tensor<B::InnerBackend, 2>>,
-        grad_b: Option<Tensor<B::InnerBackend, 2>>,
+        &self,
+        w: &mut AdapterStep<B::InnerBackend>,
+        eta_a: f64,
+        eta_b: f64,
     ) -> (
         Option<Tensor<B::InnerBackend, 2>>,
         Option<Tensor<B::InnerBackend, 2>>,
     ) {
-        let c = self.config.clone();
-        let mut state_a = self
-            .states
-            .remove(&adapter.lora_a)
-            .unwrap_or_else(|| self.fresh_state(&a));
-        let mut state_b = self
-            .states
-            .remove(&adapter.lora_b)
-            .unwrap_or_else(|| self.fresh_state(&b));
-
-        // Step sizes from the partners' spectral norms, both taken before either moves.
-        type Eta<Bk> = Tensor<Bk, 2>;
-        let (eta_a, eta_b): (Eta<B::InnerBackend>, Eta<B::InnerBackend>) = match c.step_schedule {
-            StepSchedule::PartnerInverse => {
-                let (sigma_a, pa) =
-                    power_iteration(a.clone(), state_a.power.clone(), c.power_iterations);
-                let (sigma_b, pb) =
-                    power_iteration(b.clone(), state_b.power.clone(), c.power_iterations);
-                state_a.power = pa;
-                state_b.power = pb;
-                (
-                    self.partner_step(lr, sigma_b),
-                    self.partner_step(lr, sigma_a),
-                )
-            }
-            StepSchedule::Off => {
-                let device = a.device();
-                let lr_t = Tensor::<B::InnerBackend, 2>::full([1, 1], lr, &device);
-                (lr_t.clone(), lr_t)
-            }
-        };
-
-        let new_a = grad_a.map(|g| {
-            let dir = self.adam_direction(g, &mut state_a);
-            let decayed = if c.weight_decay > 0.0 {
-                a.clone() - a.clone() * eta_a.clone().mul_scalar(c.weight_decay)
-            } else {
-                a.clone()
-            };
-            decayed - dir * eta_a.clone()
-        });
-
-        let new_b = grad_b.map(|g| {
-            let g = project_tangent(c.manifold, b.clone(), g);
-            let dir = self.adam_direction(g, &mut state_b);
-            let decayed = if c.weight_decay > 0.0 && c.weight_decay_on_b {
-                b.clone() - b.clone() * eta_b.clone().mul_scalar(c.weight_decay)
-            } else {
-                b.clone()
-            };
-            let stepped = decayed - dir * eta_b.clone();
+        let c = &self.config;
+        let new_a = w
+            .grad_a
+            .take()
+            .map(|g| self.adam_update(w.a.clone(), g, &mut w.state_a, eta_a, true));
+        let new_b = w.grad_b.take().map(|g| {
+            let g = project_tangent(c.manifold, w.b.clone(), g);
+            let stepped =
+                self.adam_update(w.b.clone(), g, &mut w.state_b, eta_b, c.weight_decay_on_b);
             if c.manifold == Manifold::Euclidean || c.mu == 0.0 {
                 return stepped;
             }
-            let pull = penalty_grad(c.manifold, stepped.clone()).mul_scalar(c.mu);
-            match c.penalty_scaling {
-                PenaltyScaling::StepSize => stepped - pull * eta_b.clone(),
-                PenaltyScaling::Unscaled => stepped - pull,
-            }
+            let penalty_step = match c.penalty_scaling {
+                PenaltyScaling::StepSize => eta_b * c.mu,
+                PenaltyScaling::Unscaled => c.mu,
+            };
+            penalty_descent(c.manifold, stepped, penalty_step)
         });
-
-        self.states.insert(adapter.lora_a, state_a);
-        self.states.insert(adapter.lora_b, state_b);
         (new_a, new_b)
     }
 
@@ -419,26 +451,49 @@ where
         module.visit(&mut collect);
         let mut values = collect.values;
 
-        let mut updates = HashMap::new();
-        for adapter in &adapters {
-            let grad_a = grads.remove::<B::InnerBackend>(adapter.lora_a);
-            let grad_b = grads.remove::<B::InnerBackend>(adapter.lora_b);
+        let mut work = Vec::with_capacity(adapters.len());
+        for ids in adapters {
+            let grad_a = grads.remove::<B::InnerBackend>(ids.lora_a);
+            let grad_b = grads.remove::<B::InnerBackend>(ids.lora_b);
             if grad_a.is_none() && grad_b.is_none() {
                 continue;
             }
-            let (Some(a), Some(b)) = (
-                values.remove(&adapter.lora_a),
-                values.remove(&adapter.lora_b),
-            ) else {
+            let (Some(a), Some(b)) = (values.remove(&ids.lora_a), values.remove(&ids.lora_b))
+            else {
                 continue;
             };
-            let (new_a, new_b) = self.step_adapter(lr, adapter, a, b, grad_a, grad_b);
+            let state_a = self
+                .states
+                .remove(&ids.lora_a)
+                .unwrap_or_else(|| self.fresh_state(&a));
+            let state_b = self
+                .states
+                .remove(&ids.lora_b)
+                .unwrap_or_else(|| self.fresh_state(&b));
+            work.push(AdapterStep {
+                ids,
+                a,
+                b,
+                grad_a,
+                grad_b,
+                state_a,
+                state_b,
+            });
+        }
+
+        // Both step sizes come from the norms before either factor moves.
+        let etas = self.step_sizes(lr, &mut work);
+        let mut updates = HashMap::new();
+        for (mut w, (eta_a, eta_b)) in work.into_iter().zip(etas) {
+            let (new_a, new_b) = self.step_adapter(&mut w, eta_a, eta_b);
             if let Some(t) = new_a {
-                updates.insert(adapter.lora_a, t);
+                updates.insert(w.ids.lora_a, t);
             }
             if let Some(t) = new_b {
-                updates.insert(adapter.lora_b, t);
+                updates.insert(w.ids.lora_b, t);
             }
+            self.states.insert(w.ids.lora_a, w.state_a);
+            self.states.insert(w.ids.lora_b, w.state_b);
         }
 
         // Everything that is not an adapter: plain AdamW.
@@ -504,5 +559,381 @@ where
             .collect();
         self.others = self.others.load_record(others);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lora::{LoraConfig, LoraLinear};
+    use crate::manifold::{distance, from_host, to_host};
+    use crate::testing::host;
+    use burn::backend::{Autodiff, NdArray};
+    use burn::module::Module;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+    use burn::tensor::Distribution;
+
+    type Nd = NdArray<f32>;
+    type AD = Autodiff<Nd>;
+
+    #[derive(Module, Debug)]
+    struct Net<B: Backend> {
+        layer: LoraLinear<B>,
+        head: Linear<B>,
+    }
+
+    impl<B: Backend> Net<B> {
+        fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+            self.head.forward(self.layer.forward(x))
+        }
+    }
+
+    /// Deterministic, non-symmetric test values.
+    fn values(rows: usize, cols: usize, phase: f64, scale: f64) -> Vec<f64> {
+        (0..rows * cols)
+            .map(|i| scale * ((i as f64 + 1.0) * 0.7 + phase).sin())
+            .collect()
+    }
+
+    fn net(manifold: Manifold, d_in: usize, d_out: usize, rank: usize) -> Net<AD> {
+        let device = Default::default();
+        let config = LoraConfig {
+            rank,
+            alpha: rank as f64,
+            manifold,
+            ..Default::default()
+        };
+        Net {
+            layer: LoraLinear::new(LinearConfig::new(d_in, d_out).init(&device)).inject(&config),
+            head: LinearConfig::new(d_out, 2).init(&device),
+        }
+    }
+
+    fn set_adapter(mut net: Net<AD>, a: Vec<f64>, b: Vec<f64>) -> Net<AD> {
+        let device = Default::default();
+        let adapter = net.layer.adapter.as_mut().unwrap();
+        let [r, d_in] = adapter.lora_a.dims();
+        let [d_out, _] = adapter.lora_b.dims();
+        adapter.lora_a = Param::initialized(
+            adapter.lora_a.id,
+            from_host::<AD>(a, [r, d_in], &device).require_grad(),
+        );
+        adapter.lora_b = Param::initialized(
+            adapter.lora_b.id,
+            from_host::<AD>(b, [d_out, r], &device).require_grad(),
+        );
+        net
+    }
+
+    fn host_of(t: Tensor<AD, 2>) -> Vec<f64> {
+        to_host(&t).0
+    }
+
+    /// Adam moments of one matrix in the f64 reference.
+    struct RefState {
+        m: Vec<f64>,
+        v: Vec<f64>,
+        t: i32,
+    }
+
+    impl RefState {
+        fn new(n: usize) -> Self {
+            Self {
+                m: vec![0.0; n],
+                v: vec![0.0; n],
+                t: 0,
+            }
+        }
+
+        /// m̂/(√v̂ + ε) after absorbing g.
+        fn direction(&mut self, g: &[f64], c: &ManifoldAdamWConfig) -> Vec<f64> {
+            self.t += 1;
+            let mut dir = vec![0.0; g.len()];
+            for i in 0..g.len() {
+                self.m[i] = c.beta_1 * self.m[i] + (1.0 - c.beta_1) * g[i];
+                self.v[i] = c.beta_2 * self.v[i] + (1.0 - c.beta_2) * g[i] * g[i];
+                let m_hat = self.m[i] / (1.0 - c.beta_1.powi(self.t));
+                let v_hat = self.v[i] / (1.0 - c.beta_2.powi(self.t));
+                dir[i] = m_hat / (v_hat.sqrt() + c.epsilon);
+            }
+            dir
+        }
+    }
+
+    #[test]
+    fn two_steps_match_an_independent_f64_reference() {
+        let (d_in, d_out, r) = (6, 5, 2);
+        let config = ManifoldAdamWConfig {
+            manifold: Manifold::Stiefel,
+            weight_decay: 0.1,
+            mu: 1.2,
+            lower: 0.5,
+            upper: 2.0,
+            power_iterations: 200,
+            ..Default::default()
+        };
+        let lr = 0.05;
+        // ‖A‖₂ ≈ 3 makes 1/‖A‖₂ clip at `lower`; B is near, not on, the manifold.
+        let mut a = values(r, d_in, 0.3, 1.6);
+        let mut b: Vec<f64> = values(d_out, r, 1.1, 0.6);
+        let mut model = set_adapter(net(Manifold::Stiefel, d_in, d_out, r), a.clone(), b.clone());
+        let ids = model.lora_adapters();
+        assert_eq!(ids.len(), 1);
+        let (id_a, id_b, id_head) = (ids[0].lora_a, ids[0].lora_b, model.head.weight.id);
+        let mut head = host_of(model.head.weight.val());
+        let base_before = host_of(model.layer.base.weight.val());
+
+        let mut optim = config.init::<AD, Net<AD>>().unwrap();
+        let (mut sa, mut sb, mut sh) = (
+            RefState::new(a.len()),
+            RefState::new(b.len()),
+            RefState::new(head.len()),
+        );
+        let mut saw_lower_clip = false;
+        for step in 0..2 {
+            let ga = values(r, d_in, 2.0 + step as f64, 0.3);
+            let gb = values(d_out, r, 3.0 + step as f64, 0.5);
+            let gh = values(d_out, 2, 4.0 + step as f64, 0.2);
+            let device = Default::default();
+            let mut grads = GradientsParams::new();
+            grads.register::<Nd, 2>(id_a, from_host(ga.clone(), [r, d_in], &device));
+            grads.register::<Nd, 2>(id_b, from_host(gb.clone(), [d_out, r], &device));
+            grads.register::<Nd, 2>(id_head, from_host(gh.clone(), [d_out, 2], &device));
+            model = optim.step(lr, model, grads);
+
+            // Reference, step by step as in Algorithm 1.
+            let sigma_a = host::spectral_norm(&a, r, d_in);
+            let sigma_b = host::spectral_norm(&b, d_out, r);
+            let clip = |x: f64| x.clamp(config.lower, config.upper);
+            saw_lower_clip |= 1.0 / sigma_a < config.lower;
+            let eta_a = lr * clip(1.0 / sigma_b);
+            let eta_b = lr * clip(1.0 / sigma_a);
+            let dir_a = sa.direction(&ga, &config);
+            let new_a: Vec<f64> = (0..a.len())
+                .map(|i| a[i] - eta_a * dir_a[i] - eta_a * config.weight_decay * a[i])
+                .collect();
+            let btg = host::matmul(&host::transpose(&b, d_out, r), &gb, r, d_out, r);
+            let sym: Vec<f64> = (0..r * r)
+                .map(|i| 0.5 * (btg[i] + btg[(i % r) * r + i / r]))
+                .collect();
+            let correction = host::matmul(&b, &sym, d_out, r, r);
+            let projected: Vec<f64> = gb.iter().zip(&correction).map(|(g, c)| g - c).collect();
+            let dir_b = sb.direction(&projected, &config);
+            let stepped: Vec<f64> = (0..b.len())
+                .map(|i| b[i] - eta_b * dir_b[i] - eta_b * config.weight_decay * b[i])
+                .collect();
+            let gram = host::matmul(&host::transpose(&stepped, d_out, r), &stepped, r, d_out, r);
+            let gram_minus_i: Vec<f64> =
+                gram.iter().zip(host::eye(r)).map(|(g, e)| g - e).collect();
+            let pull = host::matmul(&stepped, &gram_minus_i, d_out, r, r);
+            let new_b: Vec<f64> = (0..b.len())
+                .map(|i| stepped[i] - eta_b * config.mu * 4.0 * pull[i])
+                .collect();
+            let dir_h = sh.direction(&gh, &config);
+            head = (0..head.len())
+                .map(|i| head[i] - lr * dir_h[i] - lr * config.weight_decay * head[i])
+                .collect();
+            a = new_a;
+            b = new_b;
+
+            let adapter = model.layer.adapter.as_ref().unwrap();
+            let da = host::max_abs_diff(&host_of(adapter.lora_a.val()), &a);
+            let db = host::max_abs_diff(&host_of(adapter.lora_b.val()), &b);
+            let dh = host::max_abs_diff(&host_of(model.head.weight.val()), &head);
+            assert!(
+                da < 2e-6 && db < 2e-6 && dh < 2e-6,
+                "step {step}: {da} {db} {dh}"
+            );
+        }
+        assert!(saw_lower_clip, "the test should exercise the lower clip");
+        // Ids are kept and the frozen base did not move.
+        let adapter = model.layer.adapter.as_ref().unwrap();
+        assert_eq!((adapter.lora_a.id, adapter.lora_b.id), (id_a, id_b));
+        assert!(adapter.lora_b.val().is_require_grad());
+        assert_eq!(host_of(model.layer.base.weight.val()), base_before);
+    }
+
+    fn random_grads(model: &Net<AD>, seed: u64) -> GradientsParams {
+        let device = Default::default();
+        Nd::seed(&device, seed);
+        let x = Tensor::<AD, 2>::random([8, 6], Distribution::Normal(0.0, 1.0), &device);
+        let loss = model.forward(x).square().mean();
+        GradientsParams::from_grads(loss.backward(), model)
+    }
+
+    #[test]
+    fn euclidean_baseline_is_exactly_adamw() {
+        let base = net(Manifold::Euclidean, 6, 5, 2);
+        let config = ManifoldAdamWConfig {
+            weight_decay: 0.1,
+            ..ManifoldAdamWConfig::lora_baseline()
+        };
+        let mut ours = config.init::<AD, Net<AD>>().unwrap();
+        let mut adamw = AdamWConfig::new()
+            .with_epsilon(1e-8)
+            .with_weight_decay(0.1)
+            .init::<AD, Net<AD>>();
+        let (mut m1, mut m2) = (base.clone(), base);
+        for seed in 0..3 {
+            let g1 = random_grads(&m1, seed);
+            let g2 = random_grads(&m2, seed);
+            m1 = ours.step(1e-2, m1, g1);
+            m2 = adamw.step(1e-2, m2, g2);
+        }
+        let a1 = m1.layer.adapter.as_ref().unwrap();
+        let a2 = m2.layer.adapter.as_ref().unwrap();
+        for (x, y) in [
+            (a1.lora_a.val(), a2.lora_a.val()),
+            (a1.lora_b.val(), a2.lora_b.val()),
+            (m1.head.weight.val(), m2.head.weight.val()),
+        ] {
+            let d = (x - y).abs().max().into_scalar();
+            assert!(d < 1e-6, "{d}");
+        }
+        // And it did train: B left zero.
+        assert!(a1.lora_b.val().abs().max().into_scalar() > 1e-3);
+    }
+
+    /// Fits W0 + s·BA to a target W0 + s·B*A* with B* on the manifold; returns (first, last
+    /// loss, final distance of B to the manifold).
+    fn toy_regression(manifold: Manifold) -> (f32, f32, f32) {
+        let (d_in, d_out, r) = (16, 12, 3);
+        let device = Default::default();
+        Nd::seed(&device, 42);
+        let mut model = net(manifold, d_in, d_out, r);
+        let star_b = match manifold {
+            Manifold::Oblique => crate::manifold::random_oblique::<Nd>(d_out, r, &device),
+            _ => crate::manifold::random_stiefel::<Nd>(d_out, r, &device),
+        };
+        let star_a = Tensor::<Nd, 2>::random([r, d_in], Distribution::Normal(0.0, 0.5), &device);
+        let delta = star_b.matmul(star_a); // [d_out, d_in], scale s = 1
+        let base = model.layer.base.valid();
+        let delta_t = delta.transpose();
+        let config = ManifoldAdamWConfig {
+            manifold,
+            mu: 1.0,
+            lower: 0.5,
+            upper: 5.0,
+            ..Default::default()
+        };
+        let mut optim = config.init::<AD, Net<AD>>().unwrap();
+        let mut first = None;
+        let mut last = 0.0;
+        for step in 0..1500 {
+            let x = Tensor::<Nd, 2>::random([32, d_in], Distribution::Normal(0.0, 1.0), &device);
+            let target = base.forward(x.clone()) + x.clone().matmul(delta_t.clone());
+            let target = Tensor::<AD, 2>::from_inner(target);
+            let pred = model.layer.forward(Tensor::from_inner(x));
+            let loss = (pred - target).square().mean();
+            let value = loss.clone().into_scalar();
+            first.get_or_insert(value);
+            last = value;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let lr = if step < 1000 { 1e-2 } else { 2e-3 };
+            model = optim.step(lr, model, grads);
+        }
+        let b = model.layer.adapter.as_ref().unwrap().lora_b.val().inner();
+        let (first, dist) = (first.unwrap(), distance(manifold, b).into_scalar());
+        eprintln!("{manifold}: loss {first} → {last}, distance to the manifold {dist}");
+        (first, last, dist)
+    }
+
+    #[test]
+    fn toy_regression_on_stiefel_converges_and_stays_orthonormal() {
+        let (first, last, dist) = toy_regression(Manifold::Stiefel);
+        assert!(last * 100.0 <= first, "loss {first} → {last}");
+        assert!(dist < 1e-2, "‖BᵀB − I‖_F = {dist}");
+    }
+
+    #[test]
+    fn toy_regression_on_oblique_converges_with_unit_columns() {
+        let (first, last, dist) = toy_regression(Manifold::Oblique);
+        assert!(last * 100.0 <= first, "loss {first} → {last}");
+        // dist = ‖diag(BᵀB) − 1‖₂ bounds every column's |‖b_j‖² − 1|.
+        assert!(dist < 1e-2, "column norm error {dist}");
+    }
+
+    #[test]
+    fn record_round_trip_resumes_identically() {
+        let config = ManifoldAdamWConfig {
+            weight_decay: 0.05,
+            ..Default::default()
+        };
+        let mut model = net(Manifold::Stiefel, 6, 5, 2);
+        let mut optim = config.init::<AD, Net<AD>>().unwrap();
+        for seed in 0..3 {
+            let grads = random_grads(&model, seed);
+            model = optim.step(1e-2, model, grads);
+        }
+        let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+        let bytes = Recorder::<AD>::record(&recorder, optim.to_record(), ()).unwrap();
+        let record = Recorder::<AD>::load(&recorder, bytes, &Default::default()).unwrap();
+        let mut restored = config.init::<AD, Net<AD>>().unwrap().load_record(record);
+        let mut fresh = config.init::<AD, Net<AD>>().unwrap();
+
+        let next = |o: &mut ManifoldAdamW<Net<AD>, AD>, m: Net<AD>| {
+            let grads = random_grads(&m, 99);
+            o.step(1e-2, m, grads)
+        };
+        let m_orig = next(&mut optim, model.clone());
+        let m_rest = next(&mut restored, model.clone());
+        let m_fresh = next(&mut fresh, model);
+        let b = |m: &Net<AD>| m.layer.adapter.as_ref().unwrap().lora_b.val();
+        let h = |m: &Net<AD>| m.head.weight.val();
+        assert_eq!(b(&m_orig).to_data(), b(&m_rest).to_data());
+        assert_eq!(h(&m_orig).to_data(), h(&m_rest).to_data());
+        // The state matters: a fresh optimizer takes a different step.
+        assert!((b(&m_orig) - b(&m_fresh)).abs().max().into_scalar() > 1e-6);
+        assert!((h(&m_orig) - h(&m_fresh)).abs().max().into_scalar() > 1e-6);
+    }
+
+    #[test]
+    fn invalid_settings_are_rejected_with_the_key() {
+        let unscaled = ManifoldAdamWConfig {
+            penalty_scaling: PenaltyScaling::Unscaled,
+            mu: 0.8,
+            ..Default::default()
+        };
+        let err = unscaled.validate().unwrap_err().to_string();
+        assert!(err.contains("optimizer.mu") && err.contains("1/4"), "{err}");
+        let ok = ManifoldAdamWConfig {
+            mu: 0.2,
+            ..unscaled
+        };
+        assert!(ok.validate().is_ok());
+        let bad_clip = ManifoldAdamWConfig {
+            lower: 3.0,
+            upper: 1.0,
+            ..Default::default()
+        };
+        assert!(bad_clip
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("optimizer.lower"));
+        let bad_beta = ManifoldAdamWConfig {
+            beta_2: 1.0,
+            ..Default::default()
+        };
+        assert!(bad_beta
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("optimizer.beta_2"));
+    }
+
+    #[test]
+    fn config_reads_from_toml_and_rejects_unknown_keys() {
+        let config: ManifoldAdamWConfig = toml::from_str(
+            "manifold = \"sphere\"\nmu = 0.9\nlower = 0.8\nupper = 1.5\npenalty_scaling = \"step_size\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.manifold, Manifold::Oblique);
+        assert_eq!((config.mu, config.lower, config.upper), (0.9, 0.8, 1.5));
+        assert_eq!(config.epsilon, 1e-8);
+        let err =
+            toml::from_str::<ManifoldAdamWConfig>("mu = 1.0\nlearning_rat = 3\n").unwrap_err();
+        assert!(err.to_string().contains("learning_rat"), "{err}");
     }
 }

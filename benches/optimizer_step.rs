@@ -1,0 +1,127 @@
+//! One ManifoldAdamW step against one Burn AdamW step on the same LoRA parameter set:
+//! 12 layers × 2 adapters (W_q, W_v) at (d = 768, r = 8) and (d = 4096, r = 16).
+//!
+//! `cargo bench --bench optimizer_step` (add `--features cuda` for the GPU). The goal is a ratio
+//! ≤ 1.1×; `cargo bench` prints both times per size.
+
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Tensor};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use manifold_lora::backend::{self, Inner, Train};
+use manifold_lora::lora::{LoraAdapter, LoraConfig, LoraModule};
+use manifold_lora::manifold::Manifold;
+use manifold_lora::optim::ManifoldAdamWConfig;
+
+type Adapters = Vec<LoraAdapter<Train>>;
+
+fn adapters(d: usize, rank: usize) -> Adapters {
+    let device = backend::device();
+    let config = LoraConfig {
+        rank,
+        alpha: 16.0,
+        manifold: Manifold::Stiefel,
+        ..Default::default()
+    };
+    (0..24)
+        .map(|_| {
+            let mut adapter = LoraAdapter::init(&config, d, d, &device);
+            // A ≠ 0, as after the first steps, so both spectral norms are non-trivial.
+            adapter.lora_a = adapter.lora_a.map(|a| {
+                a.random_like(Distribution::Normal(0.0, 0.02))
+                    .require_grad()
+            });
+            adapter
+        })
+        .collect()
+}
+
+/// Fixed random gradients for every A and B; cloned per iteration (cheap: shared buffers).
+fn gradients(model: &Adapters) -> Vec<(burn::module::ParamId, Tensor<Inner, 2>)> {
+    let device = backend::device();
+    model
+        .lora_adapters()
+        .into_iter()
+        .zip(model.iter())
+        .flat_map(|(ids, adapter)| {
+            [
+                (ids.lora_a, adapter.lora_a.dims()),
+                (ids.lora_b, adapter.lora_b.dims()),
+            ]
+        })
+        .map(|(id, dims)| {
+            (
+                id,
+                Tensor::random(dims, Distribution::Normal(0.0, 1e-3), &device),
+            )
+        })
+        .collect()
+}
+
+fn to_params(grads: &[(burn::module::ParamId, Tensor<Inner, 2>)]) -> GradientsParams {
+    let mut params = GradientsParams::new();
+    for (id, g) in grads {
+        params.register::<Inner, 2>(*id, g.clone());
+    }
+    params
+}
+
+fn sync(model: &Adapters) {
+    // Read one value back so asynchronous backends (CUDA, wgpu) finish the step being timed.
+    let _ = model[0]
+        .lora_b
+        .val()
+        .inner()
+        .slice([0..1, 0..1])
+        .into_data();
+}
+
+fn bench_size<O: Optimizer<Adapters, Train>>(
+    c: &mut Criterion,
+    name: &str,
+    d: usize,
+    rank: usize,
+    make: impl Fn() -> O,
+) {
+    let model = adapters(d, rank);
+    let grads = gradients(&model);
+    let mut group = c.benchmark_group(format!("optimizer_step/d{d}_r{rank}"));
+    group.sample_size(20);
+    let mut optim = make();
+    // Warm the state (moments, power vectors) so the timed steps are steady-state steps.
+    let mut current = optim.step(1e-3, model.clone(), to_params(&grads));
+    group.bench_function(name, |b| {
+        b.iter_batched(
+            || to_params(&grads),
+            |g| {
+                current = optim.step(1e-3, current.clone(), g);
+                sync(&current);
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+fn optimizer_step(c: &mut Criterion) {
+    Inner::seed(&backend::device(), 0);
+    for (d, rank) in [(768, 8), (4096, 16)] {
+        bench_size(c, "adamw", d, rank, || {
+            AdamWConfig::new()
+                .with_epsilon(1e-8)
+                .with_weight_decay(0.1)
+                .init::<Train, Adapters>()
+        });
+        bench_size(c, "manifold_adamw_stiefel", d, rank, || {
+            ManifoldAdamWConfig {
+                weight_decay: 0.1,
+                ..Default::default()
+            }
+            .init::<Train, Adapters>()
+            .expect("valid config")
+        });
+    }
+}
+
+criterion_group!(benches, optimizer_step);
+criterion_main!(benches);

@@ -1,0 +1,3 @@
+//! Transformer encoders and decoders with Hugging Face parameter names, LoRA-ready.
+
+pub mod loader;
