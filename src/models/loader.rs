@@ -1,18 +1,31 @@
 //! Loading Hugging Face checkpoints (`model.safetensors`, `pytorch_model.bin`) into Burn modules
 //! with burn-store: PyTorch → Burn layout (Linear weights transposed, LayerNorm weight/bias →
-//! gamma/beta), key remapping by regex, and an error that lists every missing and unexpected key.
+//! gamma/beta), key remapping by regex, half-precision checkpoints cast to the run's float type,
+//! and an error that lists every missing and unexpected key.
+//!
+//! Both formats go through the same path: the store only reads and remaps the tensors, and one
+//! [`ModuleAdapter`] of ours converts them while they are applied. Going through burn-store's own
+//! `apply_to` would fix the adapter (PytorchStore hard-codes its own), and we need one that knows
+//! GPT-2's Conv1D weights are already `[in, out]` and that casts F16/BF16 tensors: burn-store keeps
+//! a tensor's stored dtype, which would leave an F16 parameter in an f32 model (and the ndarray
+//! backend cannot hold it at all).
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
+use burn::tensor::DType;
 use burn_store::{
-    ApplyResult, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+    ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore,
+    SafetensorsStore, TensorSnapshot,
 };
 use regex::Regex;
 
 use crate::error::{Error, Result};
 
 /// How checkpoint keys relate to a module's parameter paths.
+///
+/// Build it with struct-update syntax (`..Default::default()`) so new rule kinds do not break
+/// callers.
 #[derive(Debug, Clone, Default)]
 pub struct WeightRules {
     /// (regex, replacement) applied in order to every checkpoint key to obtain the module path.
@@ -23,6 +36,9 @@ pub struct WeightRules {
     /// Module-side keys (regexes, after remapping) allowed to be present but unused, such as the
     /// MLM head of a pretraining checkpoint.
     pub may_be_unused: Vec<String>,
+    /// Module paths (regexes) of `Linear` weights stored `[in, out]` in the checkpoint, i.e.
+    /// already in Burn's layout, so they must not be transposed: GPT-2's `Conv1D` layers.
+    pub untransposed: Vec<String>,
 }
 
 /// What a successful load did.
@@ -34,6 +50,8 @@ pub struct LoadReport {
     pub missing: Vec<String>,
     /// Checkpoint tensors ignored (allowed by the rules).
     pub unused: Vec<String>,
+    /// Checkpoint tensors whose stored float type differed from the model's and were cast.
+    pub converted: usize,
 }
 
 /// The weights file of a Hugging Face model directory: `model.safetensors` preferred, then
@@ -63,6 +81,51 @@ fn compile(patterns: &[String], path: &Path) -> Result<Vec<Regex>> {
         .collect()
 }
 
+/// PyTorch → Burn conversion, minus the transpose for `[in, out]` weights, then a cast of float
+/// tensors to the model's float type.
+#[derive(Clone)]
+struct HfAdapter {
+    untransposed: Vec<Regex>,
+    float_dtype: DType,
+    /// Counts casts; the adapter is cloned into the applier, so the count is shared.
+    converted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ModuleAdapter for HfAdapter {
+    fn adapt(&self, snapshot: &TensorSnapshot) -> TensorSnapshot {
+        let path = snapshot.full_path();
+        let keep_layout = self.untransposed.iter().any(|r| r.is_match(&path));
+        let adapted = if keep_layout {
+            snapshot.clone()
+        } else {
+            PyTorchToBurnAdapter.adapt(snapshot)
+        };
+        if !adapted.dtype.is_float() || adapted.dtype == self.float_dtype {
+            return adapted;
+        }
+        self.converted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let target = self.float_dtype;
+        let data_fn = adapted.clone_data_fn();
+        TensorSnapshot::from_closure(
+            std::rc::Rc::new(move || Ok(data_fn()?.convert_dtype(target))),
+            target,
+            adapted.shape.clone(),
+            adapted.path_stack.clone().unwrap_or_default(),
+            adapted.container_stack.clone().unwrap_or_default(),
+            adapted.tensor_id.unwrap_or_default(),
+        )
+    }
+
+    fn get_alternative_param_name(&self, param_name: &str, container_type: &str) -> Option<String> {
+        PyTorchToBurnAdapter.get_alternative_param_name(param_name, container_type)
+    }
+
+    fn clone_box(&self) -> Box<dyn ModuleAdapter> {
+        Box::new(self.clone())
+    }
+}
+
 /// Loads `path` into `module` following `rules`; fails, naming every offending key, when a
 /// parameter is missing or a tensor is unused without the rules allowing it, or on a shape error.
 pub fn load_weights<B: Backend, M: ModuleSnapshot<B>>(
@@ -74,7 +137,7 @@ pub fn load_weights<B: Backend, M: ModuleSnapshot<B>>(
         path: path.to_path_buf(),
         msg,
     };
-    let remapper = KeyRemapper::from_patterns(
+    let remapper = burn_store::KeyRemapper::from_patterns(
         rules
             .remap
             .iter()
@@ -82,53 +145,76 @@ pub fn load_weights<B: Backend, M: ModuleSnapshot<B>>(
             .collect(),
     )
     .map_err(|e| model_err(format!("invalid remap pattern: {e}")))?;
+    let may_miss = compile(&rules.may_be_missing, path)?;
+    let may_unuse = compile(&rules.may_be_unused, path)?;
+    let untransposed = compile(&rules.untransposed, path)?;
     if !path.is_file() {
         return Err(Error::io(
             path,
             std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
         ));
     }
-    let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
-    let result: ApplyResult = if is_safetensors {
-        let mut store = SafetensorsStore::from_file(path)
-            .with_from_adapter(PyTorchToBurnAdapter)
-            .remap(remapper)
-            .allow_partial(true)
-            .validate(true);
-        module
-            .load_from(&mut store)
+    let snapshots: Vec<TensorSnapshot> = if path.extension().is_some_and(|e| e == "safetensors") {
+        let mut store = SafetensorsStore::from_file(path).remap(remapper);
+        store
+            .get_all_snapshots()
             .map_err(|e| model_err(e.to_string()))?
+            .values()
+            .cloned()
+            .collect()
     } else {
-        let mut store = PytorchStore::from_file(path)
-            .remap(remapper)
-            .allow_partial(true)
-            .validate(true);
-        module
-            .load_from(&mut store)
+        let mut store = PytorchStore::from_file(path).remap(remapper);
+        store
+            .get_all_snapshots()
             .map_err(|e| model_err(e.to_string()))?
+            .values()
+            .cloned()
+            .collect()
     };
+    let device = module.devices().into_iter().next().unwrap_or_default();
+    let adapter = HfAdapter {
+        untransposed,
+        float_dtype: burn::tensor::get_device_settings::<B>(&device)
+            .float_dtype
+            .into(),
+        converted: Default::default(),
+    };
+    let converted = adapter.converted.clone();
+    let result = module.apply(snapshots, None, Some(Box::new(adapter)), false);
     if !result.errors.is_empty() {
-        let list: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
+        let list: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
         return Err(model_err(format!(
             "tensors that do not fit: {}",
             list.join("; ")
         )));
     }
-    let may_miss = compile(&rules.may_be_missing, path)?;
-    let may_unuse = compile(&rules.may_be_unused, path)?;
     let (missing_ok, missing_bad): (Vec<String>, Vec<String>) = result
         .missing
         .iter()
         .map(|(p, _)| p.clone())
         .partition(|p| may_miss.iter().any(|r| r.is_match(p)));
+    // burn-store finds a norm's `gamma`/`beta` under the PyTorch name `weight`/`bias` but still
+    // counts that checkpoint key as unused; drop those from the unused list.
+    let applied: std::collections::HashSet<&str> =
+        result.applied.iter().map(String::as_str).collect();
+    let found_under_burn_name = |key: &str| {
+        [(".weight", ".gamma"), (".bias", ".beta")]
+            .iter()
+            .any(|(torch, burn)| {
+                key.strip_suffix(torch)
+                    .is_some_and(|stem| applied.contains(format!("{stem}{burn}").as_str()))
+            })
+    };
     let (unused_ok, unused_bad): (Vec<String>, Vec<String>) = result
         .unused
         .iter()
+        .filter(|k| !found_under_burn_name(k))
         .cloned()
         .partition(|p| may_unuse.iter().any(|r| r.is_match(p)));
     if !missing_bad.is_empty() || !unused_bad.is_empty() {
         return Err(model_err(format!(
-            "checkpoint does not match the architecture; missing keys: [{}]; unexpected keys: [{}]",
+            "checkpoint does not match the architecture; missing keys (module paths): [{}]; \
+             unexpected keys (after remapping): [{}]",
             missing_bad.join(", "),
             unused_bad.join(", ")
         )));
@@ -137,5 +223,6 @@ pub fn load_weights<B: Backend, M: ModuleSnapshot<B>>(
         applied: result.applied.len(),
         missing: missing_ok,
         unused: unused_ok,
+        converted: converted.load(std::sync::atomic::Ordering::Relaxed),
     })
 }

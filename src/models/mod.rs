@@ -5,11 +5,18 @@
 //! implements [`InjectLora`] so adapters are added by Hugging Face module name. The optimizer
 //! then finds the adapters by walking the module ([`crate::lora::LoraModule`]).
 
+pub mod bert;
+pub mod gpt2;
 pub mod loader;
+pub mod source;
+pub mod text;
 
-use burn::tensor::{backend::Backend, Int, Tensor};
+#[cfg(test)]
+pub(crate) mod fixtures;
 
-use crate::error::Result;
+use burn::tensor::{activation, backend::Backend, Int, Tensor};
+
+use crate::error::{Error, Result};
 use crate::lora::LoraConfig;
 
 /// `target_modules` value that selects every adaptable linear layer (as PEFT's `all-linear`).
@@ -56,4 +63,98 @@ pub trait SequenceClassifier<B: Backend> {
 pub trait QuestionAnswerer<B: Backend> {
     /// (start_logits, end_logits), each [batch, seq].
     fn answer_spans(&self, input: &EncoderInput<B>) -> (Tensor<B, 2>, Tensor<B, 2>);
+}
+
+/// The activations Hugging Face configs name (`hidden_act`, `activation_function`), with the
+/// exact formula each name means in transformers: `gelu` is the erf form, `gelu_new` and
+/// `gelu_pytorch_tanh` the tanh approximation. Mixing them up costs ~1e-3 per layer, far above
+/// the parity tolerance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// x·Φ(x) with the erf form of Φ (transformers' `gelu`).
+    Gelu,
+    /// The tanh approximation of GELU (`gelu_new`, `gelu_pytorch_tanh`).
+    GeluTanh,
+    /// max(0, x).
+    Relu,
+    /// x·σ(x) (`silu`, `swish`).
+    Silu,
+}
+
+impl Activation {
+    /// Parses a transformers activation name; `key` names the config entry for the error.
+    pub fn from_hf(name: &str, key: &str) -> Result<Self> {
+        match name {
+            "gelu" => Ok(Self::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" => Ok(Self::GeluTanh),
+            "relu" => Ok(Self::Relu),
+            "silu" | "swish" => Ok(Self::Silu),
+            other => Err(Error::config(
+                key,
+                format!(
+                    "unsupported activation `{other}`; supported: gelu, gelu_new, \
+                     gelu_pytorch_tanh, relu, silu, swish"
+                ),
+            )),
+        }
+    }
+
+    /// Applies the activation element-wise.
+    pub fn forward<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            Self::Gelu => activation::gelu(x),
+            Self::GeluTanh => activation::gelu_approximate(x),
+            Self::Relu => activation::relu(x),
+            Self::Silu => activation::silu(x),
+        }
+    }
+}
+
+/// The leaf names selected by `config.target_modules`: `all_linear` for [`ALL_LINEAR`], else each
+/// name checked against `valid`. Fails on an unknown name (listing the valid ones, so a typo
+/// is fixed in one go) and on an empty list (an injection that adapts nothing is a mistake).
+pub(crate) fn resolve_targets(
+    config: &LoraConfig,
+    valid: &[&'static str],
+    all_linear: &[&'static str],
+) -> Result<Vec<&'static str>> {
+    let valid_list = || {
+        let mut names: Vec<&str> = valid.to_vec();
+        names.push(ALL_LINEAR);
+        names.join(", ")
+    };
+    if config.target_modules.is_empty() {
+        return Err(Error::config(
+            "lora.target_modules",
+            format!("is empty; valid names: {}", valid_list()),
+        ));
+    }
+    let mut selected: Vec<&'static str> = Vec::new();
+    for name in &config.target_modules {
+        if name == ALL_LINEAR {
+            selected.extend_from_slice(all_linear);
+            continue;
+        }
+        match valid.iter().find(|v| **v == name.as_str()) {
+            Some(v) => selected.push(v),
+            None => {
+                return Err(Error::config(
+                    "lora.target_modules",
+                    format!(
+                        "unknown module name `{name}`; valid names: {}",
+                        valid_list()
+                    ),
+                ))
+            }
+        }
+    }
+    selected.sort_unstable();
+    selected.dedup();
+    Ok(selected)
+}
+
+/// The additive value that removes a key from a softmax: the dtype's most negative finite
+/// number, as transformers uses (`torch.finfo(dtype).min`), so it stays finite under f16 too.
+pub(crate) fn mask_value(dtype: burn::tensor::DType) -> f64 {
+    dtype.finfo().map_or(f32::MIN as f64, |info| info.min)
 }

@@ -1,0 +1,1199 @@
+//! BERT as transformers implements it (`BertModel`, `BertForSequenceClassification`,
+//! `BertForQuestionAnswering`), with Hugging Face parameter names, so that Hub checkpoints load
+//! unchanged and LoRA targets are named as in PEFT.
+//!
+//! Rust field names follow the Hugging Face module tree. Three names cannot be kept and are
+//! mapped by [`bert_weight_rules`]: `attention.self` (a keyword) is `attention.self_attn`,
+//! `LayerNorm` is `layer_norm`, and each adaptable projection is a [`LoraLinear`] whose pretrained
+//! layer sits one level down (`query.weight` → `query.base.weight`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
+    Linear,
+};
+use burn::tensor::{activation, backend::Backend, Int, Tensor};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::lora::{LoraConfig, LoraLinear};
+use crate::models::loader::{find_weights, load_weights, LoadReport, WeightRules};
+use crate::models::{
+    mask_value, resolve_targets, Activation, EncoderInput, InjectLora, QuestionAnswerer,
+    SequenceClassifier,
+};
+
+/// LoRA target names of BERT: PEFT matches by leaf name, so `dense` covers the attention output,
+/// the intermediate and the output projections of every layer, and the pooler's dense layer.
+pub const BERT_TARGETS: [&str; 4] = ["query", "key", "value", "dense"];
+
+/// A Hub `config.json` of a BERT model. Unknown fields are ignored; the five sizes that define the
+/// architecture are required (a config without them is not a BERT config), the rest default as in
+/// transformers' `BertConfig`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_hidden_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_dropout")]
+    pub hidden_dropout_prob: f64,
+    #[serde(default = "default_dropout")]
+    pub attention_probs_dropout_prob: f64,
+    #[serde(default = "default_max_positions")]
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_layer_norm_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_initializer_range")]
+    pub initializer_range: f64,
+    #[serde(default = "default_position_type")]
+    pub position_embedding_type: String,
+    /// Dropout before the classifier; `None` means `hidden_dropout_prob`, as in transformers.
+    #[serde(default)]
+    pub classifier_dropout: Option<f64>,
+    /// Explicit head size; transformers writes `id2label` instead, see [`BertConfig::num_labels`].
+    #[serde(default)]
+    pub num_labels: Option<usize>,
+    #[serde(default)]
+    pub id2label: Option<BTreeMap<String, String>>,
+}
+
+fn default_hidden_act() -> String {
+    "gelu".into()
+}
+fn default_dropout() -> f64 {
+    0.1
+}
+fn default_max_positions() -> usize {
+    512
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_layer_norm_eps() -> f64 {
+    1e-12
+}
+fn default_initializer_range() -> f64 {
+    0.02
+}
+fn default_position_type() -> String {
+    "absolute".into()
+}
+
+/// Parses a Hub config, turning serde's message for an absent field into an error that names
+/// the key, and checking the values the model relies on.
+pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(json: &str, source: &str) -> Result<T> {
+    serde_json::from_str(json).map_err(|e| {
+        let msg = e.to_string();
+        match msg
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            Some(key) => Error::config(key, format!("required but missing from {source}")),
+            None => Error::config(source, msg),
+        }
+    })
+}
+
+pub(crate) fn read_config_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let json = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_config(&json, &path.display().to_string())
+}
+
+impl BertConfig {
+    /// Parses and validates the text of a `config.json`.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let config: Self = parse_config(json, "config.json")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and validates a `config.json` file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let config: Self = read_config_file(path)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Outputs of a classification head: `num_labels`, else the size of `id2label` (what
+    /// transformers saves), else transformers' default of 2.
+    pub fn num_labels(&self) -> usize {
+        self.num_labels
+            .or_else(|| self.id2label.as_ref().map(|m| m.len()))
+            .unwrap_or(2)
+    }
+
+    /// Sets the head size for a new task (as `num_labels=` in `from_pretrained`).
+    pub fn with_num_labels(mut self, num_labels: usize) -> Self {
+        self.num_labels = Some(num_labels);
+        self.id2label = None;
+        self
+    }
+
+    /// Checks the values that would otherwise fail deep inside a forward pass.
+    pub fn validate(&self) -> Result<()> {
+        for (key, value) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ] {
+            if value == 0 {
+                return Err(Error::config(key, "must be at least 1"));
+            }
+        }
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return Err(Error::config(
+                "hidden_size",
+                format!(
+                    "{} is not a multiple of num_attention_heads = {}",
+                    self.hidden_size, self.num_attention_heads
+                ),
+            ));
+        }
+        if self.position_embedding_type != "absolute" {
+            return Err(Error::config(
+                "position_embedding_type",
+                format!(
+                    "`{}` is not supported; only `absolute`",
+                    self.position_embedding_type
+                ),
+            ));
+        }
+        Activation::from_hf(&self.hidden_act, "hidden_act")?;
+        for (key, p) in [
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
+            ("classifier_dropout", self.classifier_dropout.unwrap_or(0.0)),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(Error::config(key, format!("must be in [0, 1), got {p}")));
+            }
+        }
+        if self.num_labels() == 0 {
+            return Err(Error::config("num_labels", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// A Linear initialised as transformers' `_init_weights` does (N(0, σ) weight, zero bias), so a
+/// fresh head starts like a fresh head in transformers.
+pub(crate) fn hf_linear<B: Backend>(
+    d_in: usize,
+    d_out: usize,
+    std: f64,
+    device: &B::Device,
+) -> Linear<B> {
+    Linear {
+        weight: Initializer::Normal { mean: 0.0, std }.init_with(
+            [d_in, d_out],
+            Some(d_in),
+            Some(d_out),
+            device,
+        ),
+        bias: Some(Initializer::Zeros.init([d_out], device)),
+    }
+}
+
+fn hf_embedding<B: Backend>(n: usize, d: usize, std: f64, device: &B::Device) -> Embedding<B> {
+    EmbeddingConfig::new(n, d)
+        .with_initializer(Initializer::Normal { mean: 0.0, std })
+        .init(device)
+}
+
+/// Word, position and token-type embeddings, summed and normalised.
+#[derive(Module, Debug)]
+pub struct BertEmbeddings<B: Backend> {
+    pub word_embeddings: Embedding<B>,
+    pub position_embeddings: Embedding<B>,
+    pub token_type_embeddings: Embedding<B>,
+    /// HF `LayerNorm`.
+    pub layer_norm: LayerNorm<B>,
+    pub dropout: Dropout,
+}
+
+impl<B: Backend> BertEmbeddings<B> {
+    fn new(c: &BertConfig, device: &B::Device) -> Self {
+        let std = c.initializer_range;
+        Self {
+            word_embeddings: hf_embedding(c.vocab_size, c.hidden_size, std, device),
+            position_embeddings: hf_embedding(
+                c.max_position_embeddings,
+                c.hidden_size,
+                std,
+                device,
+            ),
+            token_type_embeddings: hf_embedding(c.type_vocab_size, c.hidden_size, std, device),
+            layer_norm: LayerNormConfig::new(c.hidden_size)
+                .with_epsilon(c.layer_norm_eps)
+                .init(device),
+            dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
+        }
+    }
+
+    fn forward(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        token_type_ids: Option<Tensor<B, 2, Int>>,
+    ) -> Tensor<B, 3> {
+        let [batch, seq] = input_ids.dims();
+        let device = input_ids.device();
+        let positions = Tensor::<B, 1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
+        let token_types =
+            token_type_ids.unwrap_or_else(|| Tensor::<B, 2, Int>::zeros([batch, seq], &device));
+        let x = self.word_embeddings.forward(input_ids)
+            + self.token_type_embeddings.forward(token_types)
+            + self.position_embeddings.forward(positions);
+        self.dropout.forward(self.layer_norm.forward(x))
+    }
+}
+
+/// HF `BertSelfAttention` (`attention.self`).
+#[derive(Module, Debug)]
+pub struct BertSelfAttention<B: Backend> {
+    pub query: LoraLinear<B>,
+    pub key: LoraLinear<B>,
+    pub value: LoraLinear<B>,
+    pub dropout: Dropout,
+    #[module(skip)]
+    pub num_heads: usize,
+}
+
+impl<B: Backend> BertSelfAttention<B> {
+    /// `mask` is additive, [batch, 1, 1, seq].
+    fn forward(&self, x: Tensor<B, 3>, mask: Tensor<B, 4>) -> Tensor<B, 3> {
+        let [batch, seq, hidden] = x.dims();
+        let head_dim = hidden / self.num_heads;
+        let heads = |t: Tensor<B, 3>| {
+            t.reshape([batch, seq, self.num_heads, head_dim])
+                .swap_dims(1, 2)
+        };
+        let q = heads(self.query.forward(x.clone()));
+        let k = heads(self.key.forward(x.clone()));
+        let v = heads(self.value.forward(x));
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .div_scalar((head_dim as f64).sqrt())
+            + mask;
+        let probs = self.dropout.forward(activation::softmax(scores, 3));
+        probs
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([batch, seq, hidden])
+    }
+}
+
+/// HF `BertSelfOutput` (`attention.output`): projection, dropout, residual, LayerNorm.
+#[derive(Module, Debug)]
+pub struct BertSelfOutput<B: Backend> {
+    pub dense: LoraLinear<B>,
+    pub layer_norm: LayerNorm<B>,
+    pub dropout: Dropout,
+}
+
+impl<B: Backend> BertSelfOutput<B> {
+    fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.layer_norm
+            .forward(self.dropout.forward(self.dense.forward(x)) + residual)
+    }
+}
+
+/// HF `BertAttention`.
+#[derive(Module, Debug)]
+pub struct BertAttention<B: Backend> {
+    /// HF `self` (a Rust keyword).
+    pub self_attn: BertSelfAttention<B>,
+    pub output: BertSelfOutput<B>,
+}
+
+/// HF `BertIntermediate`: the FFN's expansion and activation.
+#[derive(Module, Debug)]
+pub struct BertIntermediate<B: Backend> {
+    pub dense: LoraLinear<B>,
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+/// HF `BertOutput`: the FFN's projection back, dropout, residual, LayerNorm.
+#[derive(Module, Debug)]
+pub struct BertOutput<B: Backend> {
+    pub dense: LoraLinear<B>,
+    pub layer_norm: LayerNorm<B>,
+    pub dropout: Dropout,
+}
+
+/// HF `BertLayer`.
+#[derive(Module, Debug)]
+pub struct BertLayer<B: Backend> {
+    pub attention: BertAttention<B>,
+    pub intermediate: BertIntermediate<B>,
+    pub output: BertOutput<B>,
+}
+
+impl<B: Backend> BertLayer<B> {
+    fn new(c: &BertConfig, device: &B::Device) -> Self {
+        let h = c.hidden_size;
+        let std = c.initializer_range;
+        let lin = |i, o| LoraLinear::new(hf_linear(i, o, std, device));
+        let norm = || {
+            LayerNormConfig::new(h)
+                .with_epsilon(c.layer_norm_eps)
+                .init(device)
+        };
+        Self {
+            attention: BertAttention {
+                self_attn: BertSelfAttention {
+                    query: lin(h, h),
+                    key: lin(h, h),
+                    value: lin(h, h),
+                    dropout: DropoutConfig::new(c.attention_probs_dropout_prob).init(),
+                    num_heads: c.num_attention_heads,
+                },
+                output: BertSelfOutput {
+                    dense: lin(h, h),
+                    layer_norm: norm(),
+                    dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
+                },
+            },
+            intermediate: BertIntermediate {
+                dense: lin(h, c.intermediate_size),
+                // Validated with the config.
+                activation: Activation::from_hf(&c.hidden_act, "hidden_act")
+                    .unwrap_or(Activation::Gelu),
+            },
+            output: BertOutput {
+                dense: lin(c.intermediate_size, h),
+                layer_norm: norm(),
+                dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
+            },
+        }
+    }
+
+    fn forward(&self, x: Tensor<B, 3>, mask: Tensor<B, 4>) -> Tensor<B, 3> {
+        let attn = self.attention.self_attn.forward(x.clone(), mask);
+        let attn = self.attention.output.forward(attn, x);
+        let inter = self
+            .intermediate
+            .activation
+            .forward(self.intermediate.dense.forward(attn.clone()));
+        self.output.layer_norm.forward(
+            self.output
+                .dropout
+                .forward(self.output.dense.forward(inter))
+                + attn,
+        )
+    }
+
+    fn inject(mut self, targets: &[&str], config: &LoraConfig) -> Self {
+        let sa = &mut self.attention.self_attn;
+        take_inject(&mut sa.query, "query", targets, config);
+        take_inject(&mut sa.key, "key", targets, config);
+        take_inject(&mut sa.value, "value", targets, config);
+        take_inject(&mut self.attention.output.dense, "dense", targets, config);
+        take_inject(&mut self.intermediate.dense, "dense", targets, config);
+        take_inject(&mut self.output.dense, "dense", targets, config);
+        self
+    }
+}
+
+/// Adds an adapter to `layer` in place when `name` is selected.
+pub(crate) fn take_inject<B: Backend>(
+    layer: &mut LoraLinear<B>,
+    name: &str,
+    targets: &[&str],
+    config: &LoraConfig,
+) {
+    if targets.contains(&name) {
+        // `inject` consumes the layer; the clone shares its tensors, so nothing is copied.
+        *layer = layer.clone().inject(config);
+    }
+}
+
+/// HF `BertEncoder`.
+#[derive(Module, Debug)]
+pub struct BertEncoder<B: Backend> {
+    pub layer: Vec<BertLayer<B>>,
+}
+
+/// HF `BertPooler`: tanh(dense(h_[CLS])).
+#[derive(Module, Debug)]
+pub struct BertPooler<B: Backend> {
+    pub dense: LoraLinear<B>,
+}
+
+impl<B: Backend> BertPooler<B> {
+    fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
+        let [batch, _, d] = hidden.dims();
+        let cls = hidden.slice([0..batch, 0..1, 0..d]).reshape([batch, d]);
+        self.dense.forward(cls).tanh()
+    }
+}
+
+/// What a forward pass of [`BertModel`] returns, as transformers with `output_hidden_states`.
+#[derive(Debug, Clone)]
+pub struct BertModelOutput<B: Backend> {
+    /// The last layer's output [batch, seq, hidden].
+    pub last_hidden_state: Tensor<B, 3>,
+    /// Embedding output then each layer's output: `num_hidden_layers + 1` tensors.
+    pub hidden_states: Vec<Tensor<B, 3>>,
+    /// The pooler's output [batch, hidden], when the model has a pooler.
+    pub pooled_output: Option<Tensor<B, 2>>,
+}
+
+/// HF `BertModel`.
+#[derive(Module, Debug)]
+pub struct BertModel<B: Backend> {
+    pub embeddings: BertEmbeddings<B>,
+    pub encoder: BertEncoder<B>,
+    pub pooler: Option<BertPooler<B>>,
+}
+
+impl<B: Backend> BertModel<B> {
+    /// A randomly initialised model; `add_pooling_layer` as in transformers (question answering
+    /// has none).
+    pub fn new(config: &BertConfig, add_pooling_layer: bool, device: &B::Device) -> Self {
+        Self {
+            embeddings: BertEmbeddings::new(config, device),
+            encoder: BertEncoder {
+                layer: (0..config.num_hidden_layers)
+                    .map(|_| BertLayer::new(config, device))
+                    .collect(),
+            },
+            pooler: add_pooling_layer.then(|| BertPooler {
+                dense: LoraLinear::new(hf_linear(
+                    config.hidden_size,
+                    config.hidden_size,
+                    config.initializer_range,
+                    device,
+                )),
+            }),
+        }
+    }
+
+    /// Config, then weights, from a Hugging Face model directory.
+    pub fn from_pretrained(dir: &Path, device: &B::Device) -> Result<(Self, LoadReport)> {
+        let config = BertConfig::from_file(&dir.join("config.json"))?;
+        let mut model = Self::new(&config, true, device);
+        let report = model.load(&find_weights(dir)?)?;
+        Ok((model, report))
+    }
+
+    /// Loads a checkpoint with or without the `bert.` prefix.
+    pub fn load(&mut self, weights: &Path) -> Result<LoadReport> {
+        load_weights(self, weights, &bert_weight_rules("", self.pooler.is_some()))
+    }
+
+    /// Forward pass; padded keys (mask 0) get the dtype's most negative value added to their
+    /// scores, as transformers' extended attention mask does.
+    pub fn forward(&self, input: &EncoderInput<B>) -> BertModelOutput<B> {
+        let mask = extended_attention_mask(input.attention_mask.clone());
+        let mut x = self
+            .embeddings
+            .forward(input.input_ids.clone(), input.token_type_ids.clone());
+        let mut hidden_states = Vec::with_capacity(self.encoder.layer.len() + 1);
+        hidden_states.push(x.clone());
+        for layer in &self.encoder.layer {
+            x = layer.forward(x, mask.clone());
+            hidden_states.push(x.clone());
+        }
+        let pooled_output = self.pooler.as_ref().map(|p| p.forward(x.clone()));
+        BertModelOutput {
+            last_hidden_state: x,
+            hidden_states,
+            pooled_output,
+        }
+    }
+
+    fn inject(mut self, targets: &[&str], config: &LoraConfig) -> Self {
+        self.encoder.layer = self
+            .encoder
+            .layer
+            .into_iter()
+            .map(|l| l.inject(targets, config))
+            .collect();
+        if let Some(pooler) = self.pooler.as_mut() {
+            take_inject(&mut pooler.dense, "dense", targets, config);
+        }
+        self
+    }
+}
+
+/// [batch, seq] 0/1 mask → additive [batch, 1, 1, seq] mask (0 for tokens, min for padding).
+fn extended_attention_mask<B: Backend>(mask: Tensor<B, 2, Int>) -> Tensor<B, 4> {
+    let [batch, seq] = mask.dims();
+    let keep = mask.float();
+    let min = mask_value(keep.dtype());
+    keep.neg()
+        .add_scalar(1.0)
+        .mul_scalar(min)
+        .reshape([batch, 1, 1, seq])
+}
+
+/// Mean of the token vectors under the attention mask: sentence-transformers' pooling, the one
+/// all-MiniLM-L6-v2 was trained with. [batch, seq, d] → [batch, d].
+pub fn mean_pooling<B: Backend>(
+    last_hidden_state: Tensor<B, 3>,
+    attention_mask: Tensor<B, 2, Int>,
+) -> Tensor<B, 2> {
+    let [batch, seq, _] = last_hidden_state.dims();
+    let mask = attention_mask.float().reshape([batch, seq, 1]);
+    let summed = (last_hidden_state * mask.clone())
+        .sum_dim(1)
+        .squeeze_dim::<2>(1);
+    let count = mask.sum_dim(1).squeeze_dim::<2>(1).clamp_min(1e-9);
+    summed / count
+}
+
+/// Rules mapping Hugging Face BERT keys onto the Rust tree rooted at `prefix` (`""` for a bare
+/// [`BertModel`], `"bert."` inside a task model), accepting checkpoints with and without the
+/// `bert.` prefix.
+///
+/// Allowed unused: the pretraining heads (`cls.*`), the `position_ids` buffer older checkpoints
+/// carry, and a pooler the model does not have. Allowed missing: a pooler the checkpoint lacks
+/// (transformers initialises it fresh too; it is listed in the [`LoadReport`]) and LoRA factors.
+pub fn bert_weight_rules(prefix: &str, has_pooler: bool) -> WeightRules {
+    let p = regex::escape(prefix);
+    let mut may_be_unused = vec![
+        r"^cls\.(predictions|seq_relationship)\.".to_string(),
+        r"embeddings\.position_ids$".to_string(),
+    ];
+    if !has_pooler {
+        may_be_unused.push(format!(r"^{p}pooler\."));
+    }
+    WeightRules {
+        remap: vec![
+            (
+                r"^(?:bert\.)?(embeddings|encoder|pooler)\.".into(),
+                format!("{prefix}${{1}}."),
+            ),
+            (
+                r"\.attention\.self\.".into(),
+                ".attention.self_attn.".into(),
+            ),
+            (r"\.LayerNorm\.".into(), ".layer_norm.".into()),
+            (
+                r"\.(query|key|value|dense)\.(weight|bias)$".into(),
+                ".${1}.base.${2}".into(),
+            ),
+        ],
+        may_be_missing: vec![format!(r"^{p}pooler\."), r"\.adapter\.lora_[ab]$".into()],
+        may_be_unused,
+        untransposed: Vec::new(),
+    }
+}
+
+/// Rust module path → Hugging Face module path.
+fn hf_path(rust_path: &str) -> String {
+    rust_path
+        .replace(".self_attn.", ".self.")
+        .replace(".layer_norm", ".LayerNorm")
+}
+
+fn inject_model<B: Backend>(bert: BertModel<B>, config: &LoraConfig) -> Result<BertModel<B>> {
+    config.validate()?;
+    let targets = resolve_targets(config, &BERT_TARGETS, &BERT_TARGETS)?;
+    // The whole encoder (pooler included, as PEFT leaves it in the frozen base model) stops
+    // taking gradients before the adapters, which do, are added.
+    Ok(bert.no_grad().inject(&targets, config))
+}
+
+impl<B: Backend> InjectLora for BertModel<B> {
+    fn lora_target_names(&self) -> Vec<&'static str> {
+        BERT_TARGETS.to_vec()
+    }
+
+    fn inject_lora(self, config: &LoraConfig) -> Result<Self> {
+        inject_model(self, config)
+    }
+
+    fn hf_module_path(&self, rust_path: &str) -> String {
+        hf_path(rust_path)
+    }
+}
+
+/// HF `BertForSequenceClassification`: pooler output → dropout → `classifier`. One label means
+/// regression (transformers trains it with MSE).
+#[derive(Module, Debug)]
+pub struct BertForSequenceClassification<B: Backend> {
+    pub bert: BertModel<B>,
+    pub dropout: Dropout,
+    pub classifier: Linear<B>,
+}
+
+impl<B: Backend> BertForSequenceClassification<B> {
+    /// A randomly initialised model with `config.num_labels()` outputs.
+    pub fn new(config: &BertConfig, device: &B::Device) -> Self {
+        Self {
+            bert: BertModel::new(config, true, device),
+            dropout: DropoutConfig::new(
+                config
+                    .classifier_dropout
+                    .unwrap_or(config.hidden_dropout_prob),
+            )
+            .init(),
+            classifier: hf_linear(
+                config.hidden_size,
+                config.num_labels(),
+                config.initializer_range,
+                device,
+            ),
+        }
+    }
+
+    /// Config and weights from a model directory; `num_labels` overrides the config's head size
+    /// (a base checkpoint for a new task). The classifier is freshly initialised when the
+    /// checkpoint has none (listed in the report's `missing`).
+    pub fn from_pretrained(
+        dir: &Path,
+        num_labels: Option<usize>,
+        device: &B::Device,
+    ) -> Result<(Self, LoadReport)> {
+        let mut config = BertConfig::from_file(&dir.join("config.json"))?;
+        if let Some(n) = num_labels {
+            config = config.with_num_labels(n);
+            config.validate()?;
+        }
+        let mut model = Self::new(&config, device);
+        let report = model.load(&find_weights(dir)?)?;
+        Ok((model, report))
+    }
+
+    /// Loads a checkpoint (base or fine-tuned).
+    pub fn load(&mut self, weights: &Path) -> Result<LoadReport> {
+        let mut rules = bert_weight_rules("bert.", true);
+        rules.may_be_missing.push(r"^classifier\.".into());
+        load_weights(self, weights, &rules)
+    }
+
+    /// Forward pass to logits [batch, num_labels].
+    pub fn forward(&self, input: &EncoderInput<B>) -> Tensor<B, 2> {
+        let out = self.bert.forward(input);
+        // The pooler always exists here (built by `new`); fall back to [CLS] for a model put
+        // together by hand without one.
+        let pooled = out.pooled_output.unwrap_or_else(|| {
+            let [batch, _, d] = out.last_hidden_state.dims();
+            out.last_hidden_state
+                .slice([0..batch, 0..1, 0..d])
+                .reshape([batch, d])
+        });
+        self.classifier.forward(self.dropout.forward(pooled))
+    }
+}
+
+impl<B: Backend> SequenceClassifier<B> for BertForSequenceClassification<B> {
+    fn classify(&self, input: &EncoderInput<B>) -> Tensor<B, 2> {
+        self.forward(input)
+    }
+
+    fn num_labels(&self) -> usize {
+        self.classifier.weight.dims()[1]
+    }
+}
+
+impl<B: Backend> InjectLora for BertForSequenceClassification<B> {
+    fn lora_target_names(&self) -> Vec<&'static str> {
+        BERT_TARGETS.to_vec()
+    }
+
+    /// The classifier stays trainable (PEFT's `modules_to_save` for sequence classification).
+    fn inject_lora(mut self, config: &LoraConfig) -> Result<Self> {
+        self.bert = inject_model(self.bert, config)?;
+        Ok(self)
+    }
+
+    fn hf_module_path(&self, rust_path: &str) -> String {
+        hf_path(rust_path)
+    }
+}
+
+/// HF `BertForQuestionAnswering`: `qa_outputs` maps each token to (start, end) logits. It has no
+/// pooler, as in transformers.
+#[derive(Module, Debug)]
+pub struct BertForQuestionAnswering<B: Backend> {
+    pub bert: BertModel<B>,
+    pub qa_outputs: Linear<B>,
+}
+
+impl<B: Backend> BertForQuestionAnswering<B> {
+    /// A randomly initialised model.
+    pub fn new(config: &BertConfig, device: &B::Device) -> Self {
+        Self {
+            bert: BertModel::new(config, false, device),
+            qa_outputs: hf_linear(config.hidden_size, 2, config.initializer_range, device),
+        }
+    }
+
+    /// Config and weights from a model directory; `qa_outputs` is freshly initialised when the
+    /// checkpoint has none.
+    pub fn from_pretrained(dir: &Path, device: &B::Device) -> Result<(Self, LoadReport)> {
+        let config = BertConfig::from_file(&dir.join("config.json"))?;
+        let mut model = Self::new(&config, device);
+        let report = model.load(&find_weights(dir)?)?;
+        Ok((model, report))
+    }
+
+    /// Loads a checkpoint (base or fine-tuned).
+    pub fn load(&mut self, weights: &Path) -> Result<LoadReport> {
+        let mut rules = bert_weight_rules("bert.", false);
+        rules.may_be_missing.push(r"^qa_outputs\.".into());
+        load_weights(self, weights, &rules)
+    }
+
+    /// (start_logits, end_logits), each [batch, seq].
+    pub fn forward(&self, input: &EncoderInput<B>) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let hidden = self.bert.forward(input).last_hidden_state;
+        let [batch, seq, _] = hidden.dims();
+        let logits = self.qa_outputs.forward(hidden);
+        let start = logits
+            .clone()
+            .slice([0..batch, 0..seq, 0..1])
+            .reshape([batch, seq]);
+        let end = logits.slice([0..batch, 0..seq, 1..2]).reshape([batch, seq]);
+        (start, end)
+    }
+}
+
+impl<B: Backend> QuestionAnswerer<B> for BertForQuestionAnswering<B> {
+    fn answer_spans(&self, input: &EncoderInput<B>) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        self.forward(input)
+    }
+}
+
+impl<B: Backend> InjectLora for BertForQuestionAnswering<B> {
+    fn lora_target_names(&self) -> Vec<&'static str> {
+        BERT_TARGETS.to_vec()
+    }
+
+    /// `qa_outputs` stays trainable.
+    fn inject_lora(mut self, config: &LoraConfig) -> Result<Self> {
+        self.bert = inject_model(self.bert, config)?;
+        Ok(self)
+    }
+
+    fn hf_module_path(&self, rust_path: &str) -> String {
+        hf_path(rust_path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lora::LoraModule;
+    use crate::manifold::Manifold;
+    use crate::models::fixtures::{hf_state_dict, max_abs_diff, write_safetensors, Fixture};
+    use crate::models::text::TextEncoder;
+    use crate::testing::shared_path;
+    use burn::backend::{Autodiff, NdArray};
+    use burn::module::{ModuleVisitor, Param};
+    use burn::tensor::backend::AutodiffBackend;
+    use burn::tensor::{Distribution, TensorData};
+    use safetensors::Dtype;
+
+    type Nd = NdArray<f32>;
+    type AD = Autodiff<Nd>;
+
+    const TINY: &str = r#"{
+        "architectures": ["BertForMaskedLM"], "model_type": "bert", "vocab_size": 50,
+        "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "intermediate_size": 32, "max_position_embeddings": 32, "type_vocab_size": 2,
+        "id2label": {"0": "a", "1": "b", "2": "c"}, "some_future_field": [1, 2]
+    }"#;
+
+    fn tiny() -> BertConfig {
+        BertConfig::from_json(TINY).unwrap()
+    }
+
+    /// Two sequences, the second right-padded, with both token types.
+    fn batch<B: Backend>(device: &B::Device) -> EncoderInput<B> {
+        let ids = TensorData::new(vec![2i64, 7, 9, 11, 3, 2, 5, 3, 0, 0], [2, 5]);
+        let mask = TensorData::new(vec![1i64, 1, 1, 1, 1, 1, 1, 1, 0, 0], [2, 5]);
+        let types = TensorData::new(vec![0i64, 0, 0, 1, 1, 0, 0, 1, 0, 0], [2, 5]);
+        EncoderInput {
+            input_ids: Tensor::from_data(ids, device),
+            attention_mask: Tensor::from_data(mask, device),
+            token_type_ids: Some(Tensor::from_data(types, device)),
+        }
+    }
+
+    fn lora(targets: &[&str], manifold: Manifold) -> LoraConfig {
+        LoraConfig {
+            rank: 2,
+            alpha: 4.0,
+            manifold,
+            target_modules: targets.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn config_names_missing_keys_and_ignores_unknown_ones() {
+        let config = tiny();
+        assert_eq!(config.num_labels(), 3);
+        assert_eq!(config.layer_norm_eps, 1e-12);
+        assert_eq!(config.hidden_act, "gelu");
+        let without_hidden = TINY.replace(r#""hidden_size": 16,"#, "");
+        match BertConfig::from_json(&without_hidden) {
+            Err(Error::Config { key, .. }) => assert_eq!(key, "hidden_size"),
+            other => panic!("expected a config error naming hidden_size, got {other:?}"),
+        }
+        let bad_heads = TINY.replace(r#""num_attention_heads": 4"#, r#""num_attention_heads": 5"#);
+        let err = BertConfig::from_json(&bad_heads).unwrap_err().to_string();
+        assert!(err.contains("hidden_size") && err.contains("5"), "{err}");
+        let bad_act = TINY.replace(r#""model_type""#, r#""hidden_act": "mish", "model_type""#);
+        let err = BertConfig::from_json(&bad_act).unwrap_err().to_string();
+        assert!(err.contains("hidden_act") && err.contains("mish"), "{err}");
+        assert!(BertConfig::from_json("[1]").is_err());
+    }
+
+    #[test]
+    fn real_minilm_config_parses() {
+        let Some(dir) = shared_path("models/all-MiniLM-L6-v2") else {
+            return;
+        };
+        let config = BertConfig::from_file(&dir.join("config.json")).unwrap();
+        assert_eq!(
+            (
+                config.hidden_size,
+                config.num_hidden_layers,
+                config.num_attention_heads
+            ),
+            (384, 6, 12)
+        );
+        assert_eq!(config.intermediate_size, 1536);
+    }
+
+    #[test]
+    fn lora_at_init_leaves_every_output_unchanged() {
+        let device = Default::default();
+        let config = tiny();
+        let input = batch::<Nd>(&device);
+        for manifold in [Manifold::Stiefel, Manifold::Oblique, Manifold::Euclidean] {
+            let cls = BertForSequenceClassification::<Nd>::new(&config, &device);
+            let before = cls.classify(&input).into_data();
+            let cls = cls.inject_lora(&lora(&["all-linear"], manifold)).unwrap();
+            assert_eq!(cls.lora_adapters().len(), 2 * 6 + 1, "{manifold}");
+            assert_eq!(before, cls.classify(&input).into_data(), "{manifold}");
+
+            let qa = BertForQuestionAnswering::<Nd>::new(&config, &device);
+            let (s0, e0) = qa.answer_spans(&input);
+            let qa = qa
+                .inject_lora(&lora(&["query", "value"], manifold))
+                .unwrap();
+            let (s1, e1) = qa.answer_spans(&input);
+            assert_eq!(s0.into_data(), s1.into_data(), "{manifold}");
+            assert_eq!(e0.into_data(), e1.into_data(), "{manifold}");
+        }
+    }
+
+    #[test]
+    fn targets_select_layers_by_leaf_name_like_peft() {
+        let device = Default::default();
+        let model = BertForSequenceClassification::<Nd>::new(&tiny(), &device)
+            .inject_lora(&lora(&["dense"], Manifold::Stiefel))
+            .unwrap();
+        let paths: Vec<String> = model
+            .lora_adapters()
+            .iter()
+            .map(|a| model.hf_module_path(&a.path))
+            .collect();
+        let mut expected = Vec::new();
+        for i in 0..2 {
+            expected.push(format!("bert.encoder.layer.{i}.attention.output.dense"));
+            expected.push(format!("bert.encoder.layer.{i}.intermediate.dense"));
+            expected.push(format!("bert.encoder.layer.{i}.output.dense"));
+        }
+        expected.push("bert.pooler.dense".into());
+        assert_eq!(paths, expected);
+
+        let model = BertModel::<Nd>::new(&tiny(), true, &device)
+            .inject_lora(&lora(&["query", "value"], Manifold::Stiefel))
+            .unwrap();
+        let paths: Vec<String> = model
+            .lora_adapters()
+            .iter()
+            .map(|a| model.hf_module_path(&a.path))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "encoder.layer.0.attention.self.query",
+                "encoder.layer.0.attention.self.value",
+                "encoder.layer.1.attention.self.query",
+                "encoder.layer.1.attention.self.value"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_or_empty_targets_are_config_errors_listing_valid_names() {
+        let device = Default::default();
+        let model = BertForSequenceClassification::<Nd>::new(&tiny(), &device);
+        let err = model
+            .inject_lora(&lora(&["query", "query_proj"], Manifold::Stiefel))
+            .unwrap_err();
+        match &err {
+            Error::Config { key, msg } => {
+                assert_eq!(key, "lora.target_modules");
+                assert!(msg.contains("`query_proj`"), "{msg}");
+                for name in ["query", "key", "value", "dense", "all-linear"] {
+                    assert!(msg.contains(name), "{msg}");
+                }
+            }
+            other => panic!("expected a config error, got {other:?}"),
+        }
+        let model = BertForSequenceClassification::<Nd>::new(&tiny(), &device);
+        assert!(model.inject_lora(&lora(&[], Manifold::Stiefel)).is_err());
+    }
+
+    /// Paths of the float parameters that did and did not receive a gradient.
+    struct GradSplit<'a, B: AutodiffBackend> {
+        grads: &'a B::Gradients,
+        stack: Vec<String>,
+        with: Vec<String>,
+        without: Vec<String>,
+    }
+
+    impl<B: AutodiffBackend> ModuleVisitor<B> for GradSplit<'_, B> {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.stack.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.stack.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let path = self.stack.join(".");
+            if param.val().grad(self.grads).is_some() {
+                self.with.push(path);
+            } else {
+                self.without.push(path);
+            }
+        }
+    }
+
+    fn grad_split<M: Module<AD>>(
+        model: &M,
+        grads: &<AD as AutodiffBackend>::Gradients,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut split = GradSplit::<AD> {
+            grads,
+            stack: Vec::new(),
+            with: Vec::new(),
+            without: Vec::new(),
+        };
+        model.visit(&mut split);
+        (split.with, split.without)
+    }
+
+    #[test]
+    fn after_injection_only_adapters_and_heads_get_gradients() {
+        let device = Default::default();
+        let input = batch::<AD>(&device);
+        let model = BertForSequenceClassification::<AD>::new(&tiny(), &device)
+            .inject_lora(&lora(&["query", "value"], Manifold::Stiefel))
+            .unwrap();
+        let grads = model.classify(&input).sum().backward();
+        let (with, without) = grad_split(&model, &grads);
+        let mut expected = vec![
+            "classifier.weight".to_string(),
+            "classifier.bias".to_string(),
+        ];
+        for i in 0..2 {
+            for layer in ["query", "value"] {
+                for factor in ["lora_a", "lora_b"] {
+                    expected.push(format!(
+                        "bert.encoder.layer.{i}.attention.self_attn.{layer}.adapter.{factor}"
+                    ));
+                }
+            }
+        }
+        let mut with_sorted = with.clone();
+        with_sorted.sort();
+        expected.sort();
+        assert_eq!(with_sorted, expected);
+        assert!(without.iter().any(|p| p.ends_with("query.base.weight")));
+        assert!(without.iter().any(|p| p.starts_with("bert.embeddings.")));
+
+        let qa = BertForQuestionAnswering::<AD>::new(&tiny(), &device)
+            .inject_lora(&lora(&["all-linear"], Manifold::Euclidean))
+            .unwrap();
+        let (start, end) = qa.answer_spans(&input);
+        let grads = (start.sum() + end.sum()).backward();
+        let (with, without) = grad_split(&qa, &grads);
+        assert_eq!(with.len(), 2 + 2 * 6 * 2, "{with:?}");
+        assert!(with
+            .iter()
+            .all(|p| p.starts_with("qa_outputs.") || p.contains(".adapter.lora_")));
+        assert!(without
+            .iter()
+            .all(|p| p.contains(".base.") || !p.contains("lora")));
+    }
+
+    /// Rust parameter path → Hugging Face checkpoint key (PyTorch names after the adapter).
+    fn to_hf(path: &str) -> String {
+        path.replace(".self_attn.", ".self.")
+            .replace(".layer_norm.", ".LayerNorm.")
+            .replace(".base.", ".")
+    }
+
+    fn random_model(device: &burn::tensor::Device<Nd>) -> BertModel<Nd> {
+        // Non-trivial LayerNorm and bias values, so a parameter loaded into the wrong slot
+        // (or not transposed) changes the output.
+        let model = BertModel::<Nd>::new(&tiny(), true, device);
+        model.map(&mut RandomizeAll)
+    }
+
+    struct RandomizeAll;
+    impl burn::module::ModuleMapper<Nd> for RandomizeAll {
+        fn map_float<const D: usize>(
+            &mut self,
+            param: Param<Tensor<Nd, D>>,
+        ) -> Param<Tensor<Nd, D>> {
+            param.map(|t| t.random_like(Distribution::Normal(0.0, 0.5)))
+        }
+    }
+
+    #[test]
+    fn loads_f16_and_bf16_checkpoints_into_an_f32_model() {
+        let device = Default::default();
+        let source = random_model(&device);
+        let state = hf_state_dict(&source, to_hf, |_| false);
+        assert!(state.contains_key("encoder.layer.0.attention.self.query.weight"));
+        assert!(state.contains_key("embeddings.LayerNorm.weight"));
+        let input = batch::<Nd>(&device);
+        let expected = source.forward(&input).last_hidden_state;
+        let dir = tempfile::tempdir().unwrap();
+        for (dtype, rel_tol) in [(Dtype::F16, 1e-3f32), (Dtype::BF16, 8e-3)] {
+            let path = dir.path().join(format!("{dtype:?}.safetensors"));
+            write_safetensors(&path, &state, dtype);
+            let mut model = BertModel::<Nd>::new(&tiny(), true, &device);
+            let report = model.load(&path).unwrap();
+            assert_eq!(report.applied, state.len());
+            assert_eq!(report.converted, state.len());
+            assert!(report.missing.is_empty() && report.unused.is_empty());
+            // Every weight is the half-precision value of the source, now in f32.
+            let loaded = model.encoder.layer[1].output.dense.base.weight.val();
+            assert_eq!(loaded.dtype(), burn::tensor::DType::F32);
+            let original = source.encoder.layer[1].output.dense.base.weight.val();
+            let err = (loaded - original.clone()).abs().max().into_scalar();
+            let scale = original.abs().max().into_scalar();
+            assert!(
+                err <= rel_tol * scale && err > 0.0,
+                "{dtype:?}: {err} vs {scale}"
+            );
+            let out = model.forward(&input).last_hidden_state;
+            let diff = (out - expected.clone()).abs().max().into_scalar();
+            assert!(diff < 0.1, "{dtype:?}: output differs by {diff}");
+        }
+    }
+
+    #[test]
+    fn mismatched_checkpoints_list_missing_and_unexpected_keys() {
+        let device = Default::default();
+        let state = hf_state_dict(&random_model(&device), to_hf, |_| false);
+        let dir = tempfile::tempdir().unwrap();
+
+        let mut lacking = state.clone();
+        lacking.remove("encoder.layer.1.output.dense.weight");
+        let path = dir.path().join("lacking.safetensors");
+        write_safetensors(&path, &lacking, Dtype::F32);
+        let err = BertModel::<Nd>::new(&tiny(), true, &device)
+            .load(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing keys"), "{err}");
+        assert!(
+            err.contains("encoder.layer.1.output.dense.base.weight"),
+            "{err}"
+        );
+
+        let mut extra = state.clone();
+        extra.insert(
+            "encoder.layer.0.adapter.weight".into(),
+            (vec![0.0; 4], vec![2, 2]),
+        );
+        let path = dir.path().join("extra.safetensors");
+        write_safetensors(&path, &extra, Dtype::F32);
+        let err = BertModel::<Nd>::new(&tiny(), true, &device)
+            .load(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unexpected keys"), "{err}");
+        assert!(err.contains("encoder.layer.0.adapter.weight"), "{err}");
+
+        let mut wrong_shape = state;
+        wrong_shape.insert(
+            "encoder.layer.0.attention.self.key.weight".into(),
+            (vec![0.0; 16 * 8], vec![8, 16]),
+        );
+        let path = dir.path().join("shape.safetensors");
+        write_safetensors(&path, &wrong_shape, Dtype::F32);
+        let err = BertModel::<Nd>::new(&tiny(), true, &device)
+            .load(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("attention.self_attn.key.base.weight"), "{err}");
+
+        let err = BertModel::<Nd>::new(&tiny(), true, &device)
+            .load(&dir.path().join("absent.safetensors"))
+            .unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err}");
+    }
+
+    #[test]
+    fn base_checkpoints_load_into_task_models_with_fresh_heads() {
+        let device = Default::default();
+        let source = random_model(&device);
+        let dir = tempfile::tempdir().unwrap();
+        let input = batch::<Nd>(&device);
+        // A pretraining checkpoint: `bert.` prefix, MLM/NSP heads, position_ids buffer.
+        let mut state: BTreeMap<String, _> = hf_state_dict(&source, to_hf, |_| false)
+            .into_iter()
+            .map(|(k, v)| (format!("bert.{k}"), v))
+            .collect();
+        state.insert("cls.predictions.bias".into(), (vec![0.0; 50], vec![50]));
+        state.insert(
+            "cls.predictions.transform.LayerNorm.weight".into(),
+            (vec![1.0; 16], vec![16]),
+        );
+        state.insert(
+            "cls.seq_relationship.weight".into(),
+            (vec![0.0; 32], vec![2, 16]),
+        );
+        let path = dir.path().join("pretraining.safetensors");
+        write_safetensors(&path, &state, Dtype::F32);
+
+        let mut cls = BertForSequenceClassification::<Nd>::new(&tiny(), &device);
+        let report = cls.load(&path).unwrap();
+        assert_eq!(report.missing, ["classifier.bias", "classifier.weight"]);
+        assert_eq!(report.unused.len(), 3);
+        let expected = source.forward(&input);
+        let got = cls.bert.forward(&input);
+        assert_eq!(
+            expected.pooled_output.unwrap().into_data(),
+            got.pooled_output.unwrap().into_data()
+        );
+
+        let mut qa = BertForQuestionAnswering::<Nd>::new(&tiny(), &device);
+        let report = qa.load(&path).unwrap();
+        assert_eq!(report.missing, ["qa_outputs.bias", "qa_outputs.weight"]);
+        assert!(report.unused.iter().any(|k| k.starts_with("bert.pooler.")));
+        assert_eq!(
+            expected.last_hidden_state.into_data(),
+            qa.bert.forward(&input).last_hidden_state.into_data()
+        );
+    }
+}

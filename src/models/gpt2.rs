@@ -1,0 +1,698 @@
+//! GPT-2 as transformers implements it (`GPT2LMHeadModel`), with Hugging Face parameter names,
+//! a KV cache and greedy generation.
+//!
+//! Two layout facts drive the loading rules ([`gpt2_weight_rules`]): GPT-2's projections are
+//! `Conv1D` layers whose weights are stored `[in, out]`, which is already Burn's `Linear` layout,
+//! so they are loaded without the usual PyTorch transpose; and `lm_head` is tied to `wte`, so the
+//! Hub files carry no `lm_head.weight` and the logits are computed from `wte` directly.
+//!
+//! LoRA on the fused `c_attn` ([d, 3d], q|k|v side by side): `c_attn` adapts the whole fused
+//! layer (what PEFT does); `c_attn.q`, `c_attn.k`, `c_attn.v` add separate [d → d] adapters to
+//! the matching third of its output, which is the LoRA paper's E2E setup with `c_attn.q,c_attn.v`.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::{activation, backend::Backend, module::linear, Int, Tensor, TensorData};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::lora::{LoraAdapter, LoraConfig, LoraLinear};
+use crate::models::bert::{hf_linear, read_config_file, take_inject};
+use crate::models::loader::{find_weights, load_weights, LoadReport, WeightRules};
+use crate::models::{mask_value, resolve_targets, Activation, InjectLora};
+
+/// LoRA target names of GPT-2. `c_proj` is a leaf name shared by the attention output and the
+/// MLP output, so (as in PEFT) it selects both.
+pub const GPT2_TARGETS: [&str; 6] = [
+    "c_attn", "c_attn.q", "c_attn.k", "c_attn.v", "c_proj", "c_fc",
+];
+/// What `all-linear` selects: every projection, with `c_attn` adapted as one fused layer (PEFT's
+/// choice); the tied `lm_head` is never adapted.
+const GPT2_ALL_LINEAR: [&str; 3] = ["c_attn", "c_proj", "c_fc"];
+
+/// A Hub `config.json` of a GPT-2 model. Unknown fields are ignored; the five sizes are required,
+/// the rest default as in transformers' `GPT2Config`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct GPT2Config {
+    pub vocab_size: usize,
+    pub n_positions: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    /// FFN width; `None` means 4·n_embd.
+    #[serde(default)]
+    pub n_inner: Option<usize>,
+    #[serde(default = "default_activation")]
+    pub activation_function: String,
+    #[serde(default = "default_pdrop")]
+    pub resid_pdrop: f64,
+    #[serde(default = "default_pdrop")]
+    pub embd_pdrop: f64,
+    #[serde(default = "default_pdrop")]
+    pub attn_pdrop: f64,
+    #[serde(default = "default_eps")]
+    pub layer_norm_epsilon: f64,
+    #[serde(default = "default_init")]
+    pub initializer_range: f64,
+    #[serde(default = "default_true")]
+    pub scale_attn_weights: bool,
+    #[serde(default)]
+    pub scale_attn_by_inverse_layer_idx: bool,
+    #[serde(default)]
+    pub bos_token_id: Option<usize>,
+    #[serde(default)]
+    pub eos_token_id: Option<usize>,
+    #[serde(default)]
+    pub pad_token_id: Option<usize>,
+    #[serde(default = "default_true")]
+    pub tie_word_embeddings: bool,
+}
+
+fn default_activation() -> String {
+    "gelu_new".into()
+}
+fn default_pdrop() -> f64 {
+    0.1
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_init() -> f64 {
+    0.02
+}
+fn default_true() -> bool {
+    true
+}
+
+impl GPT2Config {
+    /// Parses and validates the text of a `config.json`.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let config: Self = crate::models::bert::parse_config(json, "config.json")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and validates a `config.json` file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let config: Self = read_config_file(path)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// FFN width.
+    pub fn inner_dim(&self) -> usize {
+        self.n_inner.unwrap_or(4 * self.n_embd)
+    }
+
+    /// Checks the values that would otherwise fail deep inside a forward pass.
+    pub fn validate(&self) -> Result<()> {
+        for (key, value) in [
+            ("vocab_size", self.vocab_size),
+            ("n_positions", self.n_positions),
+            ("n_embd", self.n_embd),
+            ("n_head", self.n_head),
+        ] {
+            if value == 0 {
+                return Err(Error::config(key, "must be at least 1"));
+            }
+        }
+        if !self.n_embd.is_multiple_of(self.n_head) {
+            return Err(Error::config(
+                "n_embd",
+                format!(
+                    "{} is not a multiple of n_head = {}",
+                    self.n_embd, self.n_head
+                ),
+            ));
+        }
+        if !self.tie_word_embeddings {
+            return Err(Error::config(
+                "tie_word_embeddings",
+                "GPT-2 with an untied lm_head is not supported",
+            ));
+        }
+        Activation::from_hf(&self.activation_function, "activation_function")?;
+        for (key, p) in [
+            ("resid_pdrop", self.resid_pdrop),
+            ("embd_pdrop", self.embd_pdrop),
+            ("attn_pdrop", self.attn_pdrop),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(Error::config(key, format!("must be in [0, 1), got {p}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A separate adapter on one third (q, k or v) of the fused `c_attn` output. Its own struct so
+/// that [`LoraModule::lora_adapters`](crate::lora::LoraModule::lora_adapters) reports it at
+/// `….c_attn.q` (the adapter sits one field below the reported path, as in [`LoraLinear`]).
+#[derive(Module, Debug)]
+pub struct QkvSliceAdapter<B: Backend> {
+    pub adapter: LoraAdapter<B>,
+}
+
+/// GPT-2's fused `c_attn` Conv1D ([d, 3d]) with an optional adapter on the whole layer and
+/// optional adapters on its q, k and v parts.
+#[derive(Module, Debug)]
+pub struct FusedQkvLinear<B: Backend> {
+    /// The pretrained layer; its weight is Conv1D's [d, 3d], which is Burn's layout.
+    pub base: Linear<B>,
+    /// Adapter on the whole fused layer (target `c_attn`).
+    pub adapter: Option<LoraAdapter<B>>,
+    /// Adapter added to the query third (target `c_attn.q`).
+    pub q: Option<QkvSliceAdapter<B>>,
+    /// Adapter added to the key third (target `c_attn.k`).
+    pub k: Option<QkvSliceAdapter<B>>,
+    /// Adapter added to the value third (target `c_attn.v`).
+    pub v: Option<QkvSliceAdapter<B>>,
+}
+
+impl<B: Backend> FusedQkvLinear<B> {
+    /// base(x) + whole-layer adapter + [Δq | Δk | Δv], the missing parts being zero.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let mut out = self.base.forward(x.clone());
+        if let Some(adapter) = &self.adapter {
+            out = out + adapter.forward(x.clone());
+        }
+        let parts = [&self.q, &self.k, &self.v];
+        if parts.iter().all(|p| p.is_none()) {
+            return out;
+        }
+        let mut shape = out.dims();
+        shape[D - 1] /= 3;
+        let device = out.device();
+        let deltas = parts
+            .iter()
+            .map(|p| match p {
+                Some(slice) => slice.adapter.forward(x.clone()),
+                None => Tensor::zeros(shape, &device),
+            })
+            .collect();
+        out + Tensor::cat(deltas, D - 1)
+    }
+
+    fn inject(mut self, targets: &[&str], config: &LoraConfig) -> Self {
+        let [d_in, d_out] = self.base.weight.dims();
+        let device = self.base.weight.device();
+        let slice = || {
+            Some(QkvSliceAdapter {
+                adapter: LoraAdapter::init(config, d_in, d_out / 3, &device),
+            })
+        };
+        if targets.contains(&"c_attn") {
+            self.adapter = Some(LoraAdapter::init(config, d_in, d_out, &device));
+        }
+        if targets.contains(&"c_attn.q") {
+            self.q = slice();
+        }
+        if targets.contains(&"c_attn.k") {
+            self.k = slice();
+        }
+        if targets.contains(&"c_attn.v") {
+            self.v = slice();
+        }
+        self
+    }
+}
+
+/// HF `GPT2Attention`.
+#[derive(Module, Debug)]
+pub struct GPT2Attention<B: Backend> {
+    pub c_attn: FusedQkvLinear<B>,
+    pub c_proj: LoraLinear<B>,
+    pub attn_dropout: Dropout,
+    pub resid_dropout: Dropout,
+    #[module(skip)]
+    pub n_head: usize,
+    /// 1/√head_dim (if `scale_attn_weights`) times 1/(layer index + 1) (if
+    /// `scale_attn_by_inverse_layer_idx`).
+    #[module(skip)]
+    pub scale: f64,
+}
+
+/// The keys and values of the positions seen so far, per layer, [batch, heads, past, head_dim].
+#[derive(Debug, Clone)]
+pub struct KvCache<B: Backend> {
+    layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+}
+
+impl<B: Backend> KvCache<B> {
+    /// An empty cache for a model with `n_layer` blocks.
+    pub fn new(n_layer: usize) -> Self {
+        Self {
+            layers: vec![None; n_layer],
+        }
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .map_or(0, |(k, _)| k.dims()[2])
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<B: Backend> GPT2Attention<B> {
+    /// `mask` is additive, [batch or 1, 1, seq, past + seq].
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        mask: Tensor<B, 4>,
+        cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+    ) -> Tensor<B, 3> {
+        let [batch, seq, d] = x.dims();
+        let head_dim = d / self.n_head;
+        let qkv = self.c_attn.forward(x);
+        let heads = |t: Tensor<B, 3>| {
+            t.reshape([batch, seq, self.n_head, head_dim])
+                .swap_dims(1, 2)
+        };
+        let q = heads(qkv.clone().slice([0..batch, 0..seq, 0..d]));
+        let mut k = heads(qkv.clone().slice([0..batch, 0..seq, d..2 * d]));
+        let mut v = heads(qkv.slice([0..batch, 0..seq, 2 * d..3 * d]));
+        if let Some(slot) = cache {
+            if let Some((past_k, past_v)) = slot.take() {
+                k = Tensor::cat(vec![past_k, k], 2);
+                v = Tensor::cat(vec![past_v, v], 2);
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(self.scale) + mask;
+        let probs = self.attn_dropout.forward(activation::softmax(scores, 3));
+        let out = probs.matmul(v).swap_dims(1, 2).reshape([batch, seq, d]);
+        self.resid_dropout.forward(self.c_proj.forward(out))
+    }
+}
+
+/// HF `GPT2MLP`.
+#[derive(Module, Debug)]
+pub struct GPT2Mlp<B: Backend> {
+    pub c_fc: LoraLinear<B>,
+    pub c_proj: LoraLinear<B>,
+    pub dropout: Dropout,
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+/// HF `GPT2Block`: pre-LayerNorm attention and MLP, each with a residual.
+#[derive(Module, Debug)]
+pub struct GPT2Block<B: Backend> {
+    pub ln_1: LayerNorm<B>,
+    pub attn: GPT2Attention<B>,
+    pub ln_2: LayerNorm<B>,
+    pub mlp: GPT2Mlp<B>,
+}
+
+impl<B: Backend> GPT2Block<B> {
+    fn new(c: &GPT2Config, layer_idx: usize, device: &B::Device) -> Self {
+        let d = c.n_embd;
+        let std = c.initializer_range;
+        let norm = || {
+            LayerNormConfig::new(d)
+                .with_epsilon(c.layer_norm_epsilon)
+                .init(device)
+        };
+        let mut scale = 1.0;
+        if c.scale_attn_weights {
+            scale /= ((d / c.n_head) as f64).sqrt();
+        }
+        if c.scale_attn_by_inverse_layer_idx {
+            scale /= (layer_idx + 1) as f64;
+        }
+        Self {
+            ln_1: norm(),
+            attn: GPT2Attention {
+                c_attn: FusedQkvLinear {
+                    base: hf_linear(d, 3 * d, std, device),
+                    adapter: None,
+                    q: None,
+                    k: None,
+                    v: None,
+                },
+                c_proj: LoraLinear::new(hf_linear(d, d, std, device)),
+                attn_dropout: DropoutConfig::new(c.attn_pdrop).init(),
+                resid_dropout: DropoutConfig::new(c.resid_pdrop).init(),
+                n_head: c.n_head,
+                scale,
+            },
+            ln_2: norm(),
+            mlp: GPT2Mlp {
+                c_fc: LoraLinear::new(hf_linear(d, c.inner_dim(), std, device)),
+                c_proj: LoraLinear::new(hf_linear(c.inner_dim(), d, std, device)),
+                dropout: DropoutConfig::new(c.resid_pdrop).init(),
+                // Validated with the config.
+                activation: Activation::from_hf(&c.activation_function, "activation_function")
+                    .unwrap_or(Activation::GeluTanh),
+            },
+        }
+    }
+
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        mask: Tensor<B, 4>,
+        cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+    ) -> Tensor<B, 3> {
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), mask, cache);
+        let h = self.mlp.c_fc.forward(self.ln_2.forward(x.clone()));
+        let h = self.mlp.c_proj.forward(self.mlp.activation.forward(h));
+        x + self.mlp.dropout.forward(h)
+    }
+
+    fn inject(mut self, targets: &[&str], config: &LoraConfig) -> Self {
+        self.attn.c_attn = self.attn.c_attn.inject(targets, config);
+        take_inject(&mut self.attn.c_proj, "c_proj", targets, config);
+        take_inject(&mut self.mlp.c_fc, "c_fc", targets, config);
+        take_inject(&mut self.mlp.c_proj, "c_proj", targets, config);
+        self
+    }
+}
+
+/// HF `GPT2Model`.
+#[derive(Module, Debug)]
+pub struct GPT2Model<B: Backend> {
+    pub wte: Embedding<B>,
+    pub wpe: Embedding<B>,
+    pub drop: Dropout,
+    pub h: Vec<GPT2Block<B>>,
+    pub ln_f: LayerNorm<B>,
+}
+
+/// What a forward pass of [`GPT2LMHeadModel`] returns, as transformers with
+/// `output_hidden_states`.
+#[derive(Debug, Clone)]
+pub struct GPT2Output<B: Backend> {
+    /// Next-token logits [batch, seq, vocab].
+    pub logits: Tensor<B, 3>,
+    /// The embeddings, then the output of each block but the last, then `ln_f` of the last
+    /// block's output (transformers' order): `n_layer + 1` tensors.
+    pub hidden_states: Vec<Tensor<B, 3>>,
+}
+
+/// Greedy decoding settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerateConfig {
+    /// Tokens to add at most.
+    pub max_new_tokens: usize,
+    /// A sequence that produced it is finished; `None` never stops early.
+    pub eos_token_id: Option<usize>,
+    /// Filler after a sequence finished; `None` uses `eos_token_id` (transformers' fallback).
+    pub pad_token_id: Option<usize>,
+    /// Reuse the keys and values of earlier positions instead of recomputing the prefix.
+    pub use_cache: bool,
+}
+
+/// HF `GPT2LMHeadModel`; `lm_head` is `wte` (tied).
+#[derive(Module, Debug)]
+pub struct GPT2LMHeadModel<B: Backend> {
+    pub transformer: GPT2Model<B>,
+}
+
+impl<B: Backend> GPT2LMHeadModel<B> {
+    /// A randomly initialised model.
+    pub fn new(config: &GPT2Config, device: &B::Device) -> Self {
+        let std = config.initializer_range;
+        let embedding = |n, d| {
+            burn::nn::EmbeddingConfig::new(n, d)
+                .with_initializer(burn::nn::Initializer::Normal { mean: 0.0, std })
+                .init(device)
+        };
+        Self {
+            transformer: GPT2Model {
+                wte: embedding(config.vocab_size, config.n_embd),
+                wpe: embedding(config.n_positions, config.n_embd),
+                drop: DropoutConfig::new(config.embd_pdrop).init(),
+                h: (0..config.n_layer)
+                    .map(|i| GPT2Block::new(config, i, device))
+                    .collect(),
+                ln_f: LayerNormConfig::new(config.n_embd)
+                    .with_epsilon(config.layer_norm_epsilon)
+                    .init(device),
+            },
+        }
+    }
+
+    /// Config, then weights, from a Hugging Face model directory.
+    pub fn from_pretrained(dir: &Path, device: &B::Device) -> Result<(Self, LoadReport)> {
+        let config = GPT2Config::from_file(&dir.join("config.json"))?;
+        let mut model = Self::new(&config, device);
+        let report = model.load(&find_weights(dir)?)?;
+        Ok((model, report))
+    }
+
+    /// Loads a checkpoint with or without the `transformer.` prefix.
+    pub fn load(&mut self, weights: &Path) -> Result<LoadReport> {
+        load_weights(self, weights, &gpt2_weight_rules())
+    }
+
+    /// Number of blocks (the size of a [`KvCache`]).
+    pub fn n_layer(&self) -> usize {
+        self.transformer.h.len()
+    }
+
+    /// Forward pass.
+    ///
+    /// `attention_mask` ([batch, past + seq], 1 = token) covers the cached positions too, as in
+    /// transformers. `position_ids` default to past..past + seq (transformers' `forward`);
+    /// [`generate`](Self::generate) derives them from the mask instead, so that left padding
+    /// does not shift positions. With `cache`, the new keys and values are appended to it.
+    pub fn forward(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Option<Tensor<B, 2, Int>>,
+        position_ids: Option<Tensor<B, 2, Int>>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> GPT2Output<B> {
+        let (hidden_states, _) = self.hidden(input_ids, attention_mask, position_ids, cache);
+        let last = hidden_states
+            .last()
+            .cloned()
+            .expect("hidden states always hold the embeddings");
+        GPT2Output {
+            logits: self.lm_head(last),
+            hidden_states,
+        }
+    }
+
+    /// Logits from hidden states through the tied embedding matrix.
+    pub fn lm_head<const D: usize>(&self, hidden: Tensor<B, D>) -> Tensor<B, D> {
+        linear(hidden, self.transformer.wte.weight.val().transpose(), None)
+    }
+
+    fn hidden(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Option<Tensor<B, 2, Int>>,
+        position_ids: Option<Tensor<B, 2, Int>>,
+        mut cache: Option<&mut KvCache<B>>,
+    ) -> (Vec<Tensor<B, 3>>, usize) {
+        let [batch, seq] = input_ids.dims();
+        let device = input_ids.device();
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        let t = &self.transformer;
+        let positions = position_ids.unwrap_or_else(|| {
+            Tensor::<B, 1, Int>::arange(past as i64..(past + seq) as i64, &device).reshape([1, seq])
+        });
+        let mut x = t
+            .drop
+            .forward(t.wte.forward(input_ids) + t.wpe.forward(positions));
+        let mask = causal_mask::<B>(batch, seq, past, attention_mask, &device);
+        let mut hidden_states = Vec::with_capacity(t.h.len() + 1);
+        for (i, block) in t.h.iter().enumerate() {
+            hidden_states.push(x.clone());
+            let slot = cache.as_mut().map(|c| &mut c.layers[i]);
+            x = block.forward(x, mask.clone(), slot);
+        }
+        hidden_states.push(t.ln_f.forward(x));
+        (hidden_states, past)
+    }
+
+    /// Greedy decoding: appends the arg-max token until `max_new_tokens` or until every
+    /// sequence produced `eos_token_id`; finished sequences are filled with the pad id.
+    ///
+    /// `attention_mask` marks left padding in `input_ids`; positions are counted from each
+    /// sequence's first token, as transformers' `generate` does. With `use_cache` each step
+    /// feeds one token and the cached keys/values; without it each step recomputes the whole
+    /// prefix. Both give the same tokens. Fails, before any work, on an empty prompt or when the
+    /// result would outgrow the position table.
+    pub fn generate(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Option<Tensor<B, 2, Int>>,
+        config: &GenerateConfig,
+    ) -> Result<Tensor<B, 2, Int>> {
+        let [batch, prompt_len] = input_ids.dims();
+        let device = input_ids.device();
+        let n_positions = self.transformer.wpe.weight.dims()[0];
+        if batch == 0 || prompt_len == 0 {
+            return Err(Error::Other(format!(
+                "generate: empty prompt batch [{batch}, {prompt_len}]"
+            )));
+        }
+        if prompt_len + config.max_new_tokens > n_positions {
+            return Err(Error::config(
+                "max_new_tokens",
+                format!(
+                    "prompt length {prompt_len} + max_new_tokens {} exceeds n_positions = {n_positions}",
+                    config.max_new_tokens
+                ),
+            ));
+        }
+        if let Some(m) = &attention_mask {
+            if m.dims() != [batch, prompt_len] {
+                return Err(Error::Other(format!(
+                    "generate: attention_mask {:?} does not match input_ids [{batch}, {prompt_len}]",
+                    m.dims()
+                )));
+            }
+        }
+        let mut mask = attention_mask
+            .unwrap_or_else(|| Tensor::<B, 2, Int>::ones([batch, prompt_len], &device));
+        let mut ids = input_ids;
+        let mut cache = config.use_cache.then(|| KvCache::new(self.n_layer()));
+        let mut finished = vec![false; batch];
+        let pad = config.pad_token_id.or(config.eos_token_id).unwrap_or(0) as i64;
+        for _ in 0..config.max_new_tokens {
+            let total = ids.dims()[1];
+            let positions = mask
+                .clone()
+                .cumsum(1)
+                .sub_scalar(1)
+                .mask_fill(mask.clone().equal_elem(0), 1);
+            let (step_ids, step_positions) = match &cache {
+                Some(c) if !c.is_empty() => (
+                    ids.clone().slice([0..batch, total - 1..total]),
+                    positions.slice([0..batch, total - 1..total]),
+                ),
+                _ => (ids.clone(), positions),
+            };
+            let (hidden, _) = self.hidden(
+                step_ids,
+                Some(mask.clone()),
+                Some(step_positions),
+                cache.as_mut(),
+            );
+            let last = hidden
+                .last()
+                .cloned()
+                .expect("hidden states are never empty");
+            let [_, steps, d] = last.dims();
+            let logits = self.lm_head(last.slice([0..batch, steps - 1..steps, 0..d]));
+            let next: Vec<i64> = logits
+                .reshape([batch, self.transformer.wte.weight.dims()[0]])
+                .argmax(1)
+                .into_data()
+                .convert::<i64>()
+                .into_vec()
+                .unwrap_or_default();
+            let next: Vec<i64> = next
+                .into_iter()
+                .zip(finished.iter_mut())
+                .map(|(token, done)| {
+                    if *done {
+                        return pad;
+                    }
+                    if config.eos_token_id.is_some_and(|e| e as i64 == token) {
+                        *done = true;
+                    }
+                    token
+                })
+                .collect();
+            let next = Tensor::<B, 2, Int>::from_data(TensorData::new(next, [batch, 1]), &device);
+            ids = Tensor::cat(vec![ids, next], 1);
+            mask = Tensor::cat(vec![mask, Tensor::ones([batch, 1], &device)], 1);
+            if finished.iter().all(|f| *f) {
+                break;
+            }
+        }
+        Ok(ids)
+    }
+}
+
+/// Additive mask [batch or 1, 1, seq, past + seq]: key j is visible from query i when
+/// j ≤ past + i and (with a padding mask) j is a token. Built as one product so a position that
+/// is both in the future and padding gets the minimum once, never twice (which would overflow
+/// to −∞ and turn a fully masked row into NaN).
+fn causal_mask<B: Backend>(
+    batch: usize,
+    seq: usize,
+    past: usize,
+    attention_mask: Option<Tensor<B, 2, Int>>,
+    device: &B::Device,
+) -> Tensor<B, 4> {
+    let total = past + seq;
+    let causal: Vec<f32> = (0..seq)
+        .flat_map(|i| (0..total).map(move |j| if j <= past + i { 1.0 } else { 0.0 }))
+        .collect();
+    let keep = Tensor::<B, 2>::from_data(TensorData::new(causal, [seq, total]), device)
+        .reshape([1, 1, seq, total]);
+    let keep = match attention_mask {
+        Some(m) => keep * m.float().reshape([batch, 1, 1, total]),
+        None => keep,
+    };
+    let min = mask_value(keep.dtype());
+    keep.neg().add_scalar(1.0).mul_scalar(min)
+}
+
+/// Rules mapping Hugging Face GPT-2 keys (with or without `transformer.`) onto the Rust tree.
+///
+/// Allowed unused: the causal-mask buffers older checkpoints store (`attn.bias`,
+/// `attn.masked_bias`) and an explicit `lm_head.weight` (a copy of `wte` in files that were saved
+/// untied). Allowed missing: LoRA factors.
+pub fn gpt2_weight_rules() -> WeightRules {
+    WeightRules {
+        remap: vec![
+            (
+                r"^(?:transformer\.)?(wte|wpe|h|ln_f)\.".into(),
+                "transformer.${1}.".into(),
+            ),
+            (
+                r"\.(c_attn|c_proj|c_fc)\.(weight|bias)$".into(),
+                ".${1}.base.${2}".into(),
+            ),
+        ],
+        may_be_missing: vec![r"\.lora_[ab]$".into()],
+        may_be_unused: vec![
+            r"\.attn\.(bias|masked_bias)$".into(),
+            r"^lm_head\.weight$".into(),
+        ],
+        untransposed: vec![r"\.(c_attn|c_proj|c_fc)\.base\.weight$".into()],
+    }
+}
+
+impl<B: Backend> InjectLora for GPT2LMHeadModel<B> {
+    fn lora_target_names(&self) -> Vec<&'static str> {
+        GPT2_TARGETS.to_vec()
+    }
+
+    /// Freezes everything (a causal LM has no task head; `lm_head` is the frozen `wte`) and adds
+    /// the adapters.
+    fn inject_lora(self, config: &LoraConfig) -> Result<Self> {
+        config.validate()?;
+        let targets = resolve_targets(config, &GPT2_TARGETS, &GPT2_ALL_LINEAR)?;
+        let mut model = self.no_grad();
+        model.transformer.h = model
+            .transformer
+            .h
+            .into_iter()
+            .map(|b| b.inject(&targets, config))
+            .collect();
+        Ok(model)
+    }
+
+    /// Rust and Hugging Face paths coincide. `….c_attn.q|k|v` name the slice adapters, which
+    /// have no PEFT counterpart.
+    fn hf_module_path(&self, rust_path: &str) -> String {
+        rust_path.to_string()
+    }
+}
