@@ -1196,4 +1196,222 @@ mod tests {
             qa.bert.forward(&input).last_hidden_state.into_data()
         );
     }
+
+    fn fixture_input(fixture: &Fixture, device: &burn::tensor::Device<Nd>) -> EncoderInput<Nd> {
+        EncoderInput {
+            input_ids: fixture.int2("input_ids", device),
+            attention_mask: fixture.int2("attention_mask", device),
+            token_type_ids: fixture
+                .has("token_type_ids")
+                .then(|| fixture.int2("token_type_ids", device)),
+        }
+    }
+
+    fn assert_close(what: &str, diffs: &[(String, f32)]) {
+        eprintln!("{what} max abs diffs: {diffs:?}");
+        for (key, diff) in diffs {
+            assert!(*diff <= 1e-4, "{what} {key}: max abs diff {diff}");
+        }
+    }
+
+    #[test]
+    fn sequence_classifier_matches_transformers() {
+        let Some(fixture) = Fixture::load("bert") else {
+            return;
+        };
+        let device = Default::default();
+        let (model, report) =
+            BertForSequenceClassification::<Nd>::from_pretrained(&fixture.dir, None, &device)
+                .unwrap();
+        assert!(
+            report.missing.is_empty() && report.unused.is_empty(),
+            "{report:?}"
+        );
+        let input = fixture_input(&fixture, &device);
+        let out = model.bert.forward(&input);
+        let layers = model.bert.encoder.layer.len();
+        assert!(!fixture.has(&format!("hidden_states.{}", layers + 1)));
+        let mut diffs = Vec::new();
+        for (i, h) in out.hidden_states.into_iter().enumerate() {
+            let key = format!("hidden_states.{i}");
+            diffs.push((key.clone(), max_abs_diff(h, &fixture.f32(&key))));
+        }
+        let checks: [(&str, Tensor<Nd, 2>); 2] = [
+            ("pooled_output", out.pooled_output.unwrap()),
+            ("logits", model.classify(&input)),
+        ];
+        diffs.push((
+            "last_hidden_state".into(),
+            max_abs_diff(out.last_hidden_state, &fixture.f32("last_hidden_state")),
+        ));
+        for (key, t) in checks {
+            diffs.push((key.into(), max_abs_diff(t, &fixture.f32(key))));
+        }
+        assert_close("bert", &diffs);
+    }
+
+    #[test]
+    fn question_answering_matches_transformers() {
+        let Some(fixture) = Fixture::load("bert-qa") else {
+            return;
+        };
+        let device = Default::default();
+        let (model, report) =
+            BertForQuestionAnswering::<Nd>::from_pretrained(&fixture.dir, &device).unwrap();
+        assert!(
+            report.missing.is_empty() && report.unused.is_empty(),
+            "{report:?}"
+        );
+        let input = fixture_input(&fixture, &device);
+        let mut diffs = Vec::new();
+        for (i, h) in model
+            .bert
+            .forward(&input)
+            .hidden_states
+            .into_iter()
+            .enumerate()
+        {
+            let key = format!("hidden_states.{i}");
+            if fixture.has(&key) {
+                diffs.push((key.clone(), max_abs_diff(h, &fixture.f32(&key))));
+            }
+        }
+        let (start, end) = model.answer_spans(&input);
+        diffs.push((
+            "start_logits".into(),
+            max_abs_diff(start, &fixture.f32("start_logits")),
+        ));
+        diffs.push((
+            "end_logits".into(),
+            max_abs_diff(end, &fixture.f32("end_logits")),
+        ));
+        assert_close("bert-qa", &diffs);
+    }
+
+    fn cosine(a: &[f32], b: &[f32]) -> f64 {
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        dot / (norm(a) * norm(b))
+    }
+
+    #[test]
+    fn real_minilm_matches_sentence_transformers() {
+        let Some(fixture) = Fixture::load("minilm") else {
+            return;
+        };
+        let Some(dir) = shared_path("models/all-MiniLM-L6-v2") else {
+            return;
+        };
+        let device = Default::default();
+        let (model, report) = BertModel::<Nd>::from_pretrained(&dir, &device).unwrap();
+        assert!(report.missing.is_empty(), "{report:?}");
+        assert_eq!(report.unused, ["embeddings.position_ids"]);
+
+        // Per-token parity on the recorded sentence.
+        let input = fixture_input(&fixture, &device);
+        let out = model.forward(&input).last_hidden_state;
+        let diff = max_abs_diff(out, &fixture.f32("last_hidden_state"));
+        assert_close("minilm", &[("last_hidden_state".into(), diff)]);
+
+        // Sentence similarity through the real tokenizer (its fixed padding to 128 turned off)
+        // and mean pooling, each pair as one dynamically padded batch.
+        let pairs: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture.dir.join("pairs.json")).unwrap())
+                .unwrap();
+        let encoder = TextEncoder::from_file(&dir.join("tokenizer.json"), 512).unwrap();
+        let mut cosines = BTreeMap::new();
+        for name in ["paraphrase", "unrelated"] {
+            let pair = &pairs["pairs"][name];
+            let (a, b) = (pair["a"].as_str().unwrap(), pair["b"].as_str().unwrap());
+            let batch = encoder.encode::<Nd>(&[a, b], &device).unwrap();
+            let lens: Vec<usize> = ["a_input_ids", "b_input_ids"]
+                .iter()
+                .map(|k| pair[k].as_array().unwrap().len())
+                .collect();
+            let seq = batch.input_ids.dims()[1];
+            assert_eq!(
+                seq,
+                lens[0].max(lens[1]),
+                "padded to the longest, not to 128"
+            );
+            let ids: Vec<i64> = batch
+                .input_ids
+                .to_data()
+                .convert::<i64>()
+                .into_vec()
+                .unwrap();
+            for (row, key) in ["a_input_ids", "b_input_ids"].iter().enumerate() {
+                let expected: Vec<i64> = pair[key]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_i64().unwrap())
+                    .collect();
+                assert_eq!(
+                    &ids[row * seq..row * seq + expected.len()],
+                    &expected[..],
+                    "{name} {key}"
+                );
+            }
+            let hidden = model.forward(&batch).last_hidden_state;
+            let pooled: Vec<f32> = mean_pooling(hidden, batch.attention_mask)
+                .into_data()
+                .convert::<f32>()
+                .into_vec()
+                .unwrap();
+            let d = pooled.len() / 2;
+            let cos = cosine(&pooled[..d], &pooled[d..]);
+            let expected = pair["cosine"].as_f64().unwrap();
+            assert!(
+                (cos - expected).abs() <= 0.01,
+                "{name}: cosine {cos} vs {expected}"
+            );
+            cosines.insert(name, (cos, expected));
+        }
+        eprintln!("minilm cosines (ours, transformers): {cosines:?}");
+        assert!(cosines["paraphrase"].0 > cosines["unrelated"].0 + 0.5);
+    }
+
+    #[test]
+    fn text_encoder_pads_dynamically_with_the_real_tokenizer() {
+        let Some(dir) = shared_path("models/all-MiniLM-L6-v2") else {
+            return;
+        };
+        let device = Default::default();
+        let encoder = TextEncoder::from_file(&dir.join("tokenizer.json"), 128).unwrap();
+        let batch = encoder
+            .encode::<Nd>(
+                &["Hello world.", "A somewhat longer second sentence here."],
+                &device,
+            )
+            .unwrap();
+        let [rows, seq] = batch.input_ids.dims();
+        assert_eq!(rows, 2);
+        assert!(
+            seq < 20,
+            "padded to {seq}: the file's fixed padding is still on"
+        );
+        let mask: Vec<i64> = batch
+            .attention_mask
+            .into_data()
+            .convert::<i64>()
+            .into_vec()
+            .unwrap();
+        let ids: Vec<i64> = batch
+            .input_ids
+            .into_data()
+            .convert::<i64>()
+            .into_vec()
+            .unwrap();
+        // [CLS] hello world . [SEP] then padding (id 0, mask 0); the long row is all tokens.
+        assert_eq!(&ids[..5], &[101, 7592, 2088, 1012, 102]);
+        assert!(ids[5..seq].iter().all(|&i| i == 0) && mask[5..seq].iter().all(|&m| m == 0));
+        assert!(mask[seq..].iter().all(|&m| m == 1));
+        let long = "word ".repeat(400);
+        let batch = encoder
+            .encode_pairs::<Nd>(&[(long.as_str(), "short")], &device)
+            .unwrap();
+        assert_eq!(batch.input_ids.dims(), [1, 128], "truncated to max_len");
+        assert!(TextEncoder::from_file(&dir.join("absent.json"), 128).is_err());
+    }
 }

@@ -696,3 +696,485 @@ impl<B: Backend> InjectLora for GPT2LMHeadModel<B> {
         rust_path.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lora::LoraModule;
+    use crate::manifold::Manifold;
+    use crate::models::fixtures::{hf_state_dict, max_abs_diff, write_safetensors, Fixture};
+    use crate::testing::shared_path;
+    use burn::backend::{Autodiff, NdArray};
+    use burn::module::{ModuleMapper, Param};
+    use burn::tensor::Distribution;
+    use safetensors::Dtype;
+
+    type Nd = NdArray<f32>;
+    type AD = Autodiff<Nd>;
+
+    const TINY: &str = r#"{
+        "model_type": "gpt2", "vocab_size": 40, "n_positions": 32, "n_embd": 16, "n_layer": 2,
+        "n_head": 4, "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
+        "eos_token_id": 39, "task_specific_params": {"text-generation": {"max_length": 50}}
+    }"#;
+
+    fn tiny() -> GPT2Config {
+        GPT2Config::from_json(TINY).unwrap()
+    }
+
+    struct Randomize;
+    impl<B: Backend> ModuleMapper<B> for Randomize {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            param.map(|t| t.random_like(Distribution::Normal(0.0, 0.4)))
+        }
+    }
+
+    /// A model whose every parameter (LayerNorms and biases included) is random and O(1), so
+    /// that a misplaced or mis-transposed weight shows in the output.
+    fn random_model<B: Backend>(device: &B::Device) -> GPT2LMHeadModel<B> {
+        GPT2LMHeadModel::<B>::new(&tiny(), device).map(&mut Randomize)
+    }
+
+    fn ids<B: Backend>(rows: &[&[i64]], device: &B::Device) -> Tensor<B, 2, Int> {
+        let cols = rows[0].len();
+        let flat: Vec<i64> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+        Tensor::from_data(TensorData::new(flat, [rows.len(), cols]), device)
+    }
+
+    fn lora(targets: &[&str], manifold: Manifold) -> LoraConfig {
+        LoraConfig {
+            rank: 2,
+            alpha: 4.0,
+            manifold,
+            target_modules: targets.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn config_defaults_and_errors() {
+        let config = tiny();
+        assert_eq!(config.inner_dim(), 64);
+        assert_eq!(config.activation_function, "gelu_new");
+        assert!(config.scale_attn_weights && config.tie_word_embeddings);
+        match GPT2Config::from_json(&TINY.replace(r#""n_head": 4,"#, "")) {
+            Err(Error::Config { key, .. }) => assert_eq!(key, "n_head"),
+            other => panic!("expected an error naming n_head, got {other:?}"),
+        }
+        let untied = TINY.replace(
+            r#""n_head": 4,"#,
+            r#""n_head": 4, "tie_word_embeddings": false,"#,
+        );
+        assert!(GPT2Config::from_json(&untied).is_err());
+        if let Some(dir) = shared_path("models/gpt2-tokenizer") {
+            let medium = GPT2Config::from_file(&dir.join("config.json")).unwrap();
+            assert_eq!(
+                (medium.n_embd, medium.n_layer, medium.n_head),
+                (1024, 24, 16)
+            );
+        }
+    }
+
+    #[test]
+    fn kv_cache_reproduces_the_full_forward() {
+        let device = Default::default();
+        let model = random_model::<Nd>(&device);
+        let tokens: [i64; 7] = [3, 17, 5, 22, 9, 1, 30];
+        let full = model
+            .forward(ids(&[&tokens], &device), None, None, None)
+            .logits;
+        let mut cache = KvCache::new(model.n_layer());
+        // A 4-token prefill, then one token at a time.
+        let mut pieces = vec![
+            model
+                .forward(ids(&[&tokens[..4]], &device), None, None, Some(&mut cache))
+                .logits,
+        ];
+        for t in &tokens[4..] {
+            pieces.push(
+                model
+                    .forward(ids(&[&[*t]], &device), None, None, Some(&mut cache))
+                    .logits,
+            );
+        }
+        assert_eq!(cache.len(), tokens.len());
+        let incremental = Tensor::cat(pieces, 1);
+        let diff = (incremental - full).abs().max().into_scalar();
+        assert!(diff < 1e-5, "cache changes logits by {diff}");
+    }
+
+    #[test]
+    fn greedy_generation_with_and_without_cache_agree_under_left_padding() {
+        let device = Default::default();
+        let model = random_model::<Nd>(&device);
+        let config = |use_cache| GenerateConfig {
+            max_new_tokens: 8,
+            eos_token_id: None,
+            pad_token_id: None,
+            use_cache,
+        };
+        // Row 1 is row 0's prompt shortened and left-padded: it must decode as if alone.
+        let prompt = ids::<Nd>(&[&[4, 8, 15, 16, 23], &[0, 0, 15, 16, 23]], &device);
+        let mask = ids::<Nd>(&[&[1, 1, 1, 1, 1], &[0, 0, 1, 1, 1]], &device);
+        let cached = model
+            .generate(prompt.clone(), Some(mask.clone()), &config(true))
+            .unwrap();
+        let uncached = model.generate(prompt, Some(mask), &config(false)).unwrap();
+        assert_eq!(cached.dims(), [2, 13]);
+        assert_eq!(cached.to_data(), uncached.to_data());
+        let alone = model
+            .generate(ids(&[&[15, 16, 23]], &device), None, &config(true))
+            .unwrap();
+        let row1: Vec<i64> = cached
+            .slice([1..2, 2..13])
+            .into_data()
+            .convert::<i64>()
+            .into_vec()
+            .unwrap();
+        let alone: Vec<i64> = alone.into_data().convert::<i64>().into_vec().unwrap();
+        assert_eq!(row1, alone);
+    }
+
+    #[test]
+    fn generation_stops_at_eos_and_rejects_overlong_requests() {
+        let device = Default::default();
+        let model = random_model::<Nd>(&device);
+        let prompt = ids::<Nd>(&[&[4, 8, 15]], &device);
+        let free = GenerateConfig {
+            max_new_tokens: 6,
+            eos_token_id: None,
+            pad_token_id: None,
+            use_cache: true,
+        };
+        let out: Vec<i64> = model
+            .generate(prompt.clone(), None, &free)
+            .unwrap()
+            .into_data()
+            .convert::<i64>()
+            .into_vec()
+            .unwrap();
+        // Declaring the second generated token the end-of-sequence stops right after it.
+        let eos = out[4] as usize;
+        let stop = GenerateConfig {
+            eos_token_id: Some(eos),
+            ..free.clone()
+        };
+        let stopped = model.generate(prompt.clone(), None, &stop).unwrap();
+        let first_eos = out[3..].iter().position(|t| *t as usize == eos).unwrap() + 3;
+        assert_eq!(stopped.dims(), [1, first_eos + 1]);
+        let too_long = GenerateConfig {
+            max_new_tokens: 30,
+            ..free
+        };
+        assert!(matches!(
+            model.generate(prompt, None, &too_long),
+            Err(Error::Config { .. })
+        ));
+    }
+
+    #[test]
+    fn lora_at_init_leaves_logits_unchanged() {
+        let device = Default::default();
+        let input = ids::<Nd>(&[&[1, 2, 3, 4, 5, 6]], &device);
+        for (targets, adapters) in [
+            (&["c_attn.q", "c_attn.v"][..], 4),
+            (&["all-linear"][..], 8),
+            (&["c_attn", "c_attn.k", "c_proj", "c_fc"][..], 10),
+        ] {
+            for manifold in [Manifold::Stiefel, Manifold::Euclidean] {
+                let model = random_model::<Nd>(&device);
+                let before = model.forward(input.clone(), None, None, None).logits;
+                let model = model.inject_lora(&lora(targets, manifold)).unwrap();
+                assert_eq!(model.lora_adapters().len(), adapters, "{targets:?}");
+                let after = model.forward(input.clone(), None, None, None).logits;
+                assert_eq!(
+                    before.into_data(),
+                    after.into_data(),
+                    "{targets:?} {manifold}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn qkv_slice_adapters_change_only_their_third() {
+        let device = Default::default();
+        let model = random_model::<Nd>(&device)
+            .inject_lora(&lora(&["c_attn.q", "c_attn.v"], Manifold::Stiefel))
+            .unwrap();
+        let paths: Vec<String> = model.lora_adapters().into_iter().map(|a| a.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "transformer.h.0.attn.c_attn.q",
+                "transformer.h.0.attn.c_attn.v",
+                "transformer.h.1.attn.c_attn.q",
+                "transformer.h.1.attn.c_attn.v"
+            ]
+        );
+        let mut c_attn = model.transformer.h[0].attn.c_attn.clone();
+        let x = Tensor::<Nd, 3>::random([1, 3, 16], Distribution::Normal(0.0, 1.0), &device);
+        let base = c_attn.base.forward(x.clone());
+        for (part, range) in [("q", 0..16), ("v", 32..48)] {
+            let slot = if part == "q" {
+                &mut c_attn.q
+            } else {
+                &mut c_attn.v
+            };
+            let adapter = &mut slot.as_mut().unwrap().adapter;
+            adapter.lora_a = Param::from_tensor(Tensor::random(
+                [2, 16],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            ));
+            let out = c_attn.forward(x.clone());
+            let delta = (out - base.clone()).abs();
+            let changed = delta
+                .clone()
+                .slice([0..1, 0..3, range.clone()])
+                .max()
+                .into_scalar();
+            assert!(changed > 1e-3, "{part}: adapter has no effect");
+            let k_part = delta.slice([0..1, 0..3, 16..32]).max().into_scalar();
+            assert_eq!(k_part, 0.0, "{part}: the key third moved");
+        }
+    }
+
+    #[test]
+    fn injection_freezes_everything_but_the_adapters() {
+        let device = Default::default();
+        let model = random_model::<AD>(&device)
+            .inject_lora(&lora(&["c_attn.q", "c_attn.v", "c_fc"], Manifold::Stiefel))
+            .unwrap();
+        let input = ids::<AD>(&[&[1, 2, 3, 4]], &device);
+        let grads = model
+            .forward(input, None, None, None)
+            .logits
+            .sum()
+            .backward();
+        let ids = model.lora_adapters();
+        assert_eq!(ids.len(), 6);
+        let mut trainable = 0;
+        let mut frozen_with_grad = Vec::new();
+        struct Check<'a> {
+            grads: &'a <AD as burn::tensor::backend::AutodiffBackend>::Gradients,
+            adapters: Vec<burn::module::ParamId>,
+            trainable: &'a mut usize,
+            bad: &'a mut Vec<burn::module::ParamId>,
+        }
+        impl burn::module::ModuleVisitor<AD> for Check<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AD, D>>) {
+                let has = param.val().grad(self.grads).is_some();
+                let adapter = self.adapters.contains(&param.id);
+                if has && adapter {
+                    *self.trainable += 1;
+                } else if has != adapter {
+                    self.bad.push(param.id);
+                }
+            }
+        }
+        model.visit(&mut Check {
+            grads: &grads,
+            adapters: ids.iter().flat_map(|a| [a.lora_a, a.lora_b]).collect(),
+            trainable: &mut trainable,
+            bad: &mut frozen_with_grad,
+        });
+        assert_eq!(trainable, 12);
+        assert!(
+            frozen_with_grad.is_empty(),
+            "{} parameters misbehave",
+            frozen_with_grad.len()
+        );
+    }
+
+    #[test]
+    fn unknown_target_lists_valid_names() {
+        let device = Default::default();
+        let err = random_model::<Nd>(&device)
+            .inject_lora(&lora(&["q_proj"], Manifold::Stiefel))
+            .unwrap_err()
+            .to_string();
+        for name in [
+            "`q_proj`",
+            "c_attn",
+            "c_attn.q",
+            "c_attn.v",
+            "c_proj",
+            "c_fc",
+            "all-linear",
+        ] {
+            assert!(err.contains(name), "{err}");
+        }
+    }
+
+    fn to_hf(path: &str) -> String {
+        path.replace(".base.", ".")
+    }
+
+    fn is_conv1d(path: &str) -> bool {
+        [
+            ".c_attn.base.weight",
+            ".c_proj.base.weight",
+            ".c_fc.base.weight",
+        ]
+        .iter()
+        .any(|s| path.ends_with(s))
+    }
+
+    #[test]
+    fn conv1d_weights_load_untransposed_with_or_without_prefix() {
+        let device = Default::default();
+        let source = random_model::<Nd>(&device);
+        let input = ids::<Nd>(&[&[5, 6, 7, 8, 9]], &device);
+        let expected = source.forward(input.clone(), None, None, None).logits;
+        let state = hf_state_dict(&source, to_hf, is_conv1d);
+        // [in, out] as in the Hub files: c_fc is [16, 64].
+        assert_eq!(state["transformer.h.0.mlp.c_fc.weight"].1, [16, 64]);
+        assert_eq!(state["transformer.h.0.ln_1.weight"].1, [16]);
+        let dir = tempfile::tempdir().unwrap();
+        // The original `gpt2` layout: no `transformer.` prefix, causal-mask buffers stored.
+        let mut legacy: std::collections::BTreeMap<_, _> = state
+            .iter()
+            .map(|(k, v)| (k.trim_start_matches("transformer.").to_string(), v.clone()))
+            .collect();
+        legacy.insert("h.0.attn.bias".into(), (vec![1.0; 4], vec![1, 1, 2, 2]));
+        for (name, checkpoint) in [("hf", state), ("legacy", legacy)] {
+            let path = dir.path().join(format!("{name}.safetensors"));
+            write_safetensors(&path, &checkpoint, Dtype::F32);
+            let mut model = GPT2LMHeadModel::<Nd>::new(&tiny(), &device);
+            let report = model.load(&path).unwrap();
+            assert!(report.missing.is_empty(), "{name}: {:?}", report.missing);
+            let logits = model.forward(input.clone(), None, None, None).logits;
+            assert_eq!(logits.into_data(), expected.clone().into_data(), "{name}");
+        }
+    }
+
+    #[test]
+    fn matches_transformers_gpt2() {
+        let Some(fixture) = Fixture::load("gpt2") else {
+            return;
+        };
+        let device = Default::default();
+        let (model, report) =
+            GPT2LMHeadModel::<Nd>::from_pretrained(&fixture.dir, &device).unwrap();
+        assert!(
+            report.missing.is_empty() && report.unused.is_empty(),
+            "{report:?}"
+        );
+        let out = model.forward(
+            fixture.int2("input_ids", &device),
+            Some(fixture.int2("attention_mask", &device)),
+            None,
+            None,
+        );
+        let n = model.n_layer();
+        assert!(
+            fixture.has(&format!("hidden_states.{n}"))
+                && !fixture.has(&format!("hidden_states.{}", n + 1))
+        );
+        let mut diffs = Vec::new();
+        for (i, h) in out.hidden_states.into_iter().enumerate() {
+            diffs.push((
+                format!("hidden_states.{i}"),
+                max_abs_diff(h, &fixture.f32(&format!("hidden_states.{i}"))),
+            ));
+        }
+        diffs.push((
+            "logits".into(),
+            max_abs_diff(out.logits, &fixture.f32("logits")),
+        ));
+        eprintln!("gpt2 max abs diffs: {diffs:?}");
+        for (key, diff) in &diffs {
+            assert!(*diff <= 1e-4, "{key}: max abs diff {diff}");
+        }
+
+        let prompt = fixture.int2::<Nd>("generate_input_ids", &device);
+        let (expected, shape) = fixture.i64("generate_output_ids");
+        for use_cache in [true, false] {
+            let config = GenerateConfig {
+                max_new_tokens: shape[1] - prompt.dims()[1],
+                eos_token_id: Some(99),
+                pad_token_id: Some(99),
+                use_cache,
+            };
+            let got: Vec<i64> = model
+                .generate(prompt.clone(), None, &config)
+                .unwrap()
+                .into_data()
+                .convert::<i64>()
+                .into_vec()
+                .unwrap();
+            assert_eq!(got, expected, "use_cache = {use_cache}");
+        }
+    }
+
+    #[test]
+    fn matches_transformers_on_the_shared_tiny_gpt2_file() {
+        let Some(fixture) = Fixture::load("tiny-gpt2-shared") else {
+            return;
+        };
+        let Some(dir) = shared_path("models/tiny-gpt2-random") else {
+            return;
+        };
+        let device = Default::default();
+        let (model, report) = GPT2LMHeadModel::<Nd>::from_pretrained(&dir, &device).unwrap();
+        assert!(
+            report.missing.is_empty() && report.unused.is_empty(),
+            "{report:?}"
+        );
+        // The real tokenizer shipped with the model gives the recorded ids.
+        let tokens: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture.dir.join("tokens.json")).unwrap(),
+        )
+        .unwrap();
+        let tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+        let encoding = tokenizer
+            .encode(tokens["text"].as_str().unwrap(), false)
+            .unwrap();
+        let (ids, _) = fixture.i64("input_ids");
+        let ours: Vec<i64> = encoding.get_ids().iter().map(|&i| i as i64).collect();
+        assert_eq!(ours, ids);
+
+        let input = fixture.int2::<Nd>("input_ids", &device);
+        let [_, t] = input.dims();
+        let logits = model.forward(input, None, None, None).logits;
+        let vocab = logits.dims()[2];
+        let diffs = [
+            (
+                "logits_last",
+                max_abs_diff(
+                    logits
+                        .clone()
+                        .slice([0..1, t - 1..t, 0..vocab])
+                        .reshape([1, vocab]),
+                    &fixture.f32("logits_last"),
+                ),
+            ),
+            (
+                "logits_first256",
+                max_abs_diff(
+                    logits.clone().slice([0..1, 0..t, 0..256]),
+                    &fixture.f32("logits_first256"),
+                ),
+            ),
+            (
+                "logits_tail256",
+                max_abs_diff(
+                    logits.clone().slice([0..1, 0..t, vocab - 256..vocab]),
+                    &fixture.f32("logits_tail256"),
+                ),
+            ),
+        ];
+        eprintln!("tiny-gpt2-shared max abs diffs: {diffs:?}");
+        for (key, diff) in diffs {
+            assert!(diff <= 1e-4, "{key}: max abs diff {diff}");
+        }
+        let argmax: Vec<i64> = logits
+            .argmax(2)
+            .into_data()
+            .convert::<i64>()
+            .into_vec()
+            .unwrap();
+        assert_eq!(argmax, fixture.i64("argmax").0);
+    }
+}
