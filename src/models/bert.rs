@@ -20,7 +20,9 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::lora::{LoraConfig, LoraLinear};
-use crate::models::loader::{find_weights, load_weights, LoadReport, WeightRules};
+use crate::models::loader::{
+    find_weights, load_weights, peft_lora_config, peft_rules, LoadReport, WeightRules,
+};
 use crate::models::{
     mask_value, resolve_targets, Activation, EncoderInput, InjectLora, QuestionAnswerer,
     SequenceClassifier,
@@ -677,6 +679,39 @@ impl<B: Backend> BertForSequenceClassification<B> {
         let mut rules = bert_weight_rules("bert.", true);
         rules.may_be_missing.push(r"^classifier\.".into());
         load_weights(self, weights, &rules)
+    }
+
+    /// Adds the adapters a PEFT LoRA directory (`adapter_config.json`,
+    /// `adapter_model.safetensors`) describes and loads them, with the trained classifier when
+    /// the file has one. Fails, listing them, when an adapter of the config is not in the file.
+    pub fn load_peft_adapter(self, dir: &Path) -> Result<(Self, LoadReport)> {
+        let lora = peft_lora_config(&dir.join("adapter_config.json"))?;
+        let mut model = self.inject_lora(&lora)?;
+        let weights = dir.join("adapter_model.safetensors");
+        let report = load_weights(
+            &mut model,
+            &weights,
+            &peft_rules(&bert_weight_rules("bert.", true)),
+        )?;
+        let absent: Vec<&String> = report
+            .missing
+            .iter()
+            .filter(|p| p.contains(".adapter.lora_"))
+            .collect();
+        if !absent.is_empty() {
+            return Err(Error::Model {
+                path: weights,
+                msg: format!(
+                    "adapters of adapter_config.json not in the file: {}",
+                    absent
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        Ok((model, report))
     }
 
     /// Forward pass to logits [batch, num_labels].
@@ -1413,5 +1448,29 @@ mod tests {
             .unwrap();
         assert_eq!(batch.input_ids.dims(), [1, 128], "truncated to max_len");
         assert!(TextEncoder::from_file(&dir.join("absent.json"), 128).is_err());
+    }
+
+    #[test]
+    fn peft_adapter_loads_onto_the_base_and_matches_peft() {
+        let (Some(base), Some(peft)) = (Fixture::load("bert"), Fixture::load("peft-bert")) else {
+            return;
+        };
+        let device = Default::default();
+        let (model, _) =
+            BertForSequenceClassification::<Nd>::from_pretrained(&base.dir, None, &device).unwrap();
+        let (model, report) = model.load_peft_adapter(&peft.dir).unwrap();
+        // 2 layers × (query, value) × (A, B) + classifier weight and bias.
+        assert_eq!(report.applied, 10);
+        let adapter = model.bert.encoder.layer[0]
+            .attention
+            .self_attn
+            .query
+            .adapter
+            .as_ref()
+            .unwrap();
+        assert_eq!((adapter.rank(), adapter.scaling), (4, 2.0));
+        let logits = model.classify(&fixture_input(&peft, &device));
+        let diff = max_abs_diff(logits, &peft.f32("logits"));
+        assert_close("peft-bert", &[("logits".into(), diff)]);
     }
 }
