@@ -594,7 +594,6 @@ pub fn bert_weight_rules(prefix: &str, has_pooler: bool) -> WeightRules {
         ],
         may_be_missing: vec![format!(r"^{p}pooler\."), r"\.adapter\.lora_[ab]$".into()],
         may_be_unused,
-        untransposed: Vec::new(),
     }
 }
 

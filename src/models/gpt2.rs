@@ -1,10 +1,11 @@
 //! GPT-2 as transformers implements it (`GPT2LMHeadModel`), with Hugging Face parameter names,
 //! a KV cache and greedy generation.
 //!
-//! Two layout facts drive the loading rules ([`gpt2_weight_rules`]): GPT-2's projections are
-//! `Conv1D` layers whose weights are stored `[in, out]`, which is already Burn's `Linear` layout,
-//! so they are loaded without the usual PyTorch transpose; and `lm_head` is tied to `wte`, so the
-//! Hub files carry no `lm_head.weight` and the logits are computed from `wte` directly.
+//! Two layout facts drive loading ([`gpt2_weight_rules`], [`gpt2_load_options`]): GPT-2's
+//! projections are `Conv1D` layers whose weights are stored `[in, out]`, which is already Burn's
+//! `Linear` layout, so they are loaded without the usual PyTorch transpose; and `lm_head` is tied
+//! to `wte`, so the Hub files carry no `lm_head.weight` and the logits are computed from `wte`
+//! directly.
 //!
 //! LoRA on the fused `c_attn` ([d, 3d], q|k|v side by side): `c_attn` adapts the whole fused
 //! layer (what PEFT does); `c_attn.q`, `c_attn.k`, `c_attn.v` add separate [d → d] adapters to
@@ -20,7 +21,9 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::lora::{LoraAdapter, LoraConfig, LoraLinear};
 use crate::models::bert::{hf_linear, read_config_file, take_inject};
-use crate::models::loader::{find_weights, load_weights, LoadReport, WeightRules};
+use crate::models::loader::{
+    find_weights, load_weights_with, LoadOptions, LoadReport, WeightRules,
+};
 use crate::models::{mask_value, resolve_targets, Activation, InjectLora};
 
 /// LoRA target names of GPT-2. `c_proj` is a leaf name shared by the attention output and the
@@ -452,7 +455,7 @@ impl<B: Backend> GPT2LMHeadModel<B> {
 
     /// Loads a checkpoint with or without the `transformer.` prefix.
     pub fn load(&mut self, weights: &Path) -> Result<LoadReport> {
-        load_weights(self, weights, &gpt2_weight_rules())
+        load_weights_with(self, weights, &gpt2_weight_rules(), &gpt2_load_options())
     }
 
     /// Number of blocks (the size of a [`KvCache`]).
@@ -666,6 +669,12 @@ pub fn gpt2_weight_rules() -> WeightRules {
             r"\.attn\.(bias|masked_bias)$".into(),
             r"^lm_head\.weight$".into(),
         ],
+    }
+}
+
+/// GPT-2's Conv1D weights are stored [in, out], Burn's layout: loaded without a transpose.
+pub fn gpt2_load_options() -> LoadOptions {
+    LoadOptions {
         untransposed: vec![r"\.(c_attn|c_proj|c_fc)\.base\.weight$".into()],
     }
 }

@@ -25,9 +25,6 @@ use crate::lora::{LoraConfig, LoraScaling};
 use crate::manifold::Manifold;
 
 /// How checkpoint keys relate to a module's parameter paths.
-///
-/// Build it with struct-update syntax (`..Default::default()`) so new rule kinds do not break
-/// callers.
 #[derive(Debug, Clone, Default)]
 pub struct WeightRules {
     /// (regex, replacement) applied in order to every checkpoint key to obtain the module path.
@@ -38,6 +35,11 @@ pub struct WeightRules {
     /// Module-side keys (regexes, after remapping) allowed to be present but unused, such as the
     /// MLM head of a pretraining checkpoint.
     pub may_be_unused: Vec<String>,
+}
+
+/// How tensors are converted, beyond where they go.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
     /// Module paths (regexes) of `Linear` weights stored `[in, out]` in the checkpoint, i.e.
     /// already in Burn's layout, so they must not be transposed: GPT-2's `Conv1D` layers.
     pub untransposed: Vec<String>,
@@ -130,10 +132,21 @@ impl ModuleAdapter for HfAdapter {
 
 /// Loads `path` into `module` following `rules`; fails, naming every offending key, when a
 /// parameter is missing or a tensor is unused without the rules allowing it, or on a shape error.
+/// Float tensors stored in another precision (F16, BF16) are cast to the model's float type.
 pub fn load_weights<B: Backend, M: ModuleSnapshot<B>>(
     module: &mut M,
     path: &Path,
     rules: &WeightRules,
+) -> Result<LoadReport> {
+    load_weights_with(module, path, rules, &LoadOptions::default())
+}
+
+/// [`load_weights`] with conversion options.
+pub fn load_weights_with<B: Backend, M: ModuleSnapshot<B>>(
+    module: &mut M,
+    path: &Path,
+    rules: &WeightRules,
+    options: &LoadOptions,
 ) -> Result<LoadReport> {
     let model_err = |msg: String| Error::Model {
         path: path.to_path_buf(),
@@ -149,7 +162,7 @@ pub fn load_weights<B: Backend, M: ModuleSnapshot<B>>(
     .map_err(|e| model_err(format!("invalid remap pattern: {e}")))?;
     let may_miss = compile(&rules.may_be_missing, path)?;
     let may_unuse = compile(&rules.may_be_unused, path)?;
-    let untransposed = compile(&rules.untransposed, path)?;
+    let untransposed = compile(&options.untransposed, path)?;
     if !path.is_file() {
         return Err(Error::io(
             path,
@@ -327,6 +340,5 @@ pub fn peft_rules(rules: &WeightRules) -> WeightRules {
         remap,
         may_be_missing: vec![".*".into()],
         may_be_unused: Vec::new(),
-        untransposed: rules.untransposed.clone(),
     }
 }
