@@ -131,10 +131,10 @@ impl ManifoldAdamWConfig {
                 ));
             }
         }
-        if !(self.epsilon > 0.0) {
+        if !positive(self.epsilon) {
             return Err(Error::config(key("epsilon"), "must be positive"));
         }
-        if !(self.weight_decay >= 0.0) {
+        if !(positive(self.weight_decay) || self.weight_decay == 0.0) {
             return Err(Error::config(key("weight_decay"), "must be ≥ 0"));
         }
         if !(self.mu >= 0.0 && self.mu.is_finite()) {
@@ -153,7 +153,7 @@ impl ManifoldAdamWConfig {
                     ),
                 ));
             }
-            if !(self.norm_power > 0.0) {
+            if !positive(self.norm_power) {
                 return Err(Error::config(key("norm_power"), "must be positive"));
             }
             if self.power_iterations == 0 {
@@ -191,6 +191,11 @@ impl ManifoldAdamWConfig {
             others,
         })
     }
+}
+
+/// x > 0, false for NaN: validation must reject NaN settings too.
+fn positive(x: f64) -> bool {
+    x > 0.0
 }
 
 /// Adam and power-iteration state of one adapter matrix (inner backend).
