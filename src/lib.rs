@@ -4,9 +4,11 @@
 //! CUDA (see [`backend`]).
 
 pub mod backend;
+pub mod data;
 pub mod error;
 pub mod lora;
 pub mod manifold;
+pub mod metrics;
 pub mod models;
 pub mod optim;
 pub mod testing;
