@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod models;
 pub mod optim;
 pub mod testing;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use lora::{LoraAdapter, LoraConfig, LoraLinear, LoraModule};

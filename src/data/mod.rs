@@ -6,6 +6,7 @@
 
 pub mod download;
 pub mod glue;
+pub mod rng;
 pub mod tokenize;
 
 pub use glue::{GlueExample, GlueSplit, GlueTask, Label, MalformedRows, SkippedRow, Split};

@@ -13,6 +13,7 @@ use tokenizers::{
 };
 
 use crate::data::glue::GlueExample;
+use crate::data::rng::SplitMix64;
 use crate::error::{Error, Result};
 
 /// Maximum sequence length used by the Manifold-LoRA paper for GLUE.
@@ -285,39 +286,6 @@ impl TextEncoder {
         self.tokenizer
             .decode(ids, skip_special_tokens)
             .map_err(|e| self.err(format!("decoding {} ids: {e}", ids.len())))
-    }
-}
-
-/// SplitMix64: a tiny, fully specified PRNG, so batch orders are reproducible across platforms
-/// and dependency upgrades.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0), by rejection so there is no modulo bias.
-    fn below(&mut self, n: usize) -> usize {
-        let n = n as u64;
-        let zone = u64::MAX - u64::MAX % n;
-        loop {
-            let r = self.next_u64();
-            if r < zone {
-                return (r % n) as usize;
-            }
-        }
-    }
-
-    fn shuffle<T>(&mut self, xs: &mut [T]) {
-        for i in (1..xs.len()).rev() {
-            let j = self.below(i + 1);
-            xs.swap(i, j);
-        }
     }
 }
 

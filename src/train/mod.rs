@@ -1,0 +1,7 @@
+//! GLUE fine-tuning with burn-train's Learner and ManifoldAdamW.
+
+pub mod batch;
+pub mod config;
+pub mod schedule;
+
+pub use config::{Method, RunConfig};
