@@ -270,6 +270,7 @@ impl DebertaV2Config {
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
             ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
             ("attention_head_size", self.attention_head_size),
             ("intermediate_size", self.intermediate_size),
             ("embedding_size", self.embedding_size),
@@ -983,7 +984,7 @@ impl<B: Backend> DebertaV2Model<B> {
             )));
         }
         let [vocab, _] = self.embeddings.word_embeddings.weight.dims();
-        if (max_id(&input.input_ids)? >= vocab as i64 || min_id(&input.input_ids)? < 0) {
+        if max_id(&input.input_ids)? >= vocab as i64 || min_id(&input.input_ids)? < 0 {
             return Err(Error::Other(format!(
                 "input_ids outside the vocabulary [0, {vocab})"
             )));
@@ -1008,7 +1009,7 @@ impl<B: Backend> DebertaV2Model<B> {
                     ids.dims()
                 )));
             }
-            if (max_id(ids)? >= n as i64 || min_id(ids)? < 0) {
+            if max_id(ids)? >= n as i64 || min_id(ids)? < 0 {
                 return Err(Error::Other(format!("token_type_ids outside [0, {n})")));
             }
         }
@@ -1705,6 +1706,48 @@ mod tests {
             .collect();
         assert_eq!(paths[0], "encoder.layer.0.attention.self.query_proj");
         assert_eq!(paths.len(), 4);
+    }
+
+    #[test]
+    fn check_input_rejects_what_forward_cannot_handle() {
+        let device = Default::default();
+        let model = DebertaV2Model::<Nd>::new(&tiny_config(), &device).unwrap();
+        let good = tiny_input::<Nd>(&device);
+        model.check_input(&good).unwrap();
+        let ids = |v: Vec<i64>, n: usize| {
+            Tensor::<Nd, 2, Int>::from_data(TensorData::new(v, [1, n]), &device)
+        };
+        let bad_vocab = EncoderInput {
+            input_ids: ids(vec![1, 100], 2),
+            attention_mask: ids(vec![1, 1], 2),
+            token_type_ids: None,
+        };
+        let msg = model.check_input(&bad_vocab).unwrap_err().to_string();
+        assert!(msg.contains("vocabulary [0, 100)"), "{msg}");
+        let negative = EncoderInput {
+            input_ids: ids(vec![-1, 3], 2),
+            ..bad_vocab.clone()
+        };
+        assert!(model.check_input(&negative).is_err());
+        let mismatch = EncoderInput {
+            attention_mask: ids(vec![1, 1, 1], 3),
+            ..bad_vocab.clone()
+        };
+        assert!(model
+            .check_input(&mismatch)
+            .unwrap_err()
+            .to_string()
+            .contains("attention_mask"));
+        let empty = EncoderInput {
+            input_ids: Tensor::zeros([1, 0], &device),
+            attention_mask: Tensor::zeros([1, 0], &device),
+            token_type_ids: None,
+        };
+        assert!(model
+            .check_input(&empty)
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
     }
 
     #[test]
