@@ -5,6 +5,7 @@
 //! implements [`InjectLora`] so adapters are added by Hugging Face module name. The optimizer
 //! then finds the adapters by walking the module ([`crate::lora::LoraModule`]).
 
+pub mod deberta;
 pub mod loader;
 
 use burn::tensor::{backend::Backend, Int, Tensor};
