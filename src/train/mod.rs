@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod metrics;
 pub mod schedule;
 
 pub use config::{Method, RunConfig};

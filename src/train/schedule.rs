@@ -80,7 +80,10 @@ mod tests {
         assert!((lrs[10] - 1.0).abs() < 1e-12, "peak right after warm-up");
         assert!((lrs[11] - 89.0 / 90.0).abs() < 1e-12);
         assert!((lrs[99] - 1.0 / 90.0).abs() < 1e-12);
-        assert!(lrs.windows(2).skip(10).all(|w| w[1] < w[0]), "monotone decay");
+        assert!(
+            lrs.windows(2).skip(10).all(|w| w[1] < w[0]),
+            "monotone decay"
+        );
     }
 
     #[test]
