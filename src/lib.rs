@@ -4,12 +4,15 @@
 //! CUDA (see [`backend`]).
 
 pub mod backend;
+pub mod data;
 pub mod error;
 pub mod lora;
 pub mod manifold;
+pub mod metrics;
 pub mod models;
 pub mod optim;
 pub mod testing;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use lora::{LoraAdapter, LoraConfig, LoraLinear, LoraModule};

@@ -5,13 +5,14 @@
 //! that live on the manifold). Burn's `Linear` keeps its weight as [d_in, d_out]; merging writes
 //! s·(BA)ᵀ into it.
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear};
 use burn::tensor::{backend::Backend, module::linear, Tensor};
+use hashbrown::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::manifold::{random_oblique, random_stiefel, Manifold};
+use crate::manifold::{gram_minus_identity, random_oblique, random_stiefel, Manifold};
 
 /// How LoRA's output is scaled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -267,6 +268,89 @@ pub trait LoraModule<B: Backend>: Module<B> {
 
 impl<B: Backend, M: Module<B>> LoraModule<B> for M {}
 
+/// Current values of the 2-D parameters with the given ids.
+pub fn param_values<B: Backend, M: Module<B>>(
+    module: &M,
+    ids: &HashSet<ParamId>,
+) -> HashMap<ParamId, Tensor<B, 2>> {
+    struct Collect<'a, B: Backend> {
+        wanted: &'a HashSet<ParamId>,
+        values: HashMap<ParamId, Tensor<B, 2>>,
+    }
+    impl<B: Backend> ModuleVisitor<B> for Collect<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if D == 2 && self.wanted.contains(&param.id) {
+                let t = param.val();
+                let dims = t.dims();
+                self.values.insert(param.id, t.reshape([dims[0], dims[1]]));
+            }
+        }
+    }
+    let mut collect = Collect {
+        wanted: ids,
+        values: HashMap::new(),
+    };
+    module.visit(&mut collect);
+    collect.values
+}
+
+/// The B factor of every adapter, with the adapted layer's path, in module order.
+pub fn adapter_b_factors<B: Backend, M: Module<B>>(module: &M) -> Vec<(String, Tensor<B, 2>)> {
+    let adapters = module.lora_adapters();
+    let ids: HashSet<ParamId> = adapters.iter().map(|a| a.lora_b).collect();
+    let mut values = param_values(module, &ids);
+    adapters
+        .into_iter()
+        .filter_map(|a| values.remove(&a.lora_b).map(|b| (a.path, b)))
+        .collect()
+}
+
+/// Mean over adapters of ‖BᵀB − I‖_F, the orthogonality error traced during training (paper
+/// Figures 3–4); `None` for a module without adapters. Stays on the device.
+pub fn mean_orthogonality_error<B: Backend, M: Module<B>>(module: &M) -> Option<Tensor<B, 1>> {
+    mean_orthogonality_error_of(adapter_b_factors(module).into_iter().map(|(_, b)| b))
+}
+
+/// Mean of ‖BᵀB − I‖_F over the given factors; `None` when there are none.
+pub fn mean_orthogonality_error_of<B: Backend>(
+    factors: impl IntoIterator<Item = Tensor<B, 2>>,
+) -> Option<Tensor<B, 1>> {
+    let (total, count) = factors
+        .into_iter()
+        .map(|b| gram_minus_identity(b).square().sum().sqrt())
+        .fold((None, 0usize), |(acc, n), e: Tensor<B, 1>| {
+            (Some(acc.map_or(e.clone(), |a: Tensor<B, 1>| a + e)), n + 1)
+        });
+    total.map(|t| t.div_scalar(count as f64))
+}
+
+/// Replaces the values of 2-D parameters by id, keeping ids and require-grad flags.
+pub fn set_params<B: Backend, M: Module<B>>(
+    module: M,
+    values: HashMap<ParamId, Tensor<B, 2>>,
+) -> M {
+    struct Replace<B: Backend> {
+        values: HashMap<ParamId, Tensor<B, 2>>,
+    }
+    impl<B: Backend> ModuleMapper<B> for Replace<B> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let (id, tensor, mapper) = param.consume();
+            let tensor = match self.values.remove(&id) {
+                Some(new) => {
+                    let require_grad = tensor.is_require_grad();
+                    new.reshape(tensor.shape()).set_require_grad(require_grad)
+                }
+                None => tensor,
+            };
+            Param::from_mapped_value(id, tensor, mapper)
+        }
+    }
+    if values.is_empty() {
+        return module;
+    }
+    module.map(&mut Replace { values })
+}
+
 const ADAPTER_CONTAINER: &str = "Struct:LoraAdapter";
 
 #[derive(Default)]
@@ -514,6 +598,31 @@ mod tests {
         let nested: Vec<Tiny<Nd>> = vec![tiny(&device), tiny(&device)];
         let paths: Vec<String> = nested.lora_adapters().into_iter().map(|a| a.path).collect();
         assert_eq!(paths, ["0.query", "0.value", "1.query", "1.value"]);
+    }
+
+    #[test]
+    fn orthogonality_error_is_the_mean_over_adapters() {
+        let device = Default::default();
+        let stiefel = |_: usize| layer::<Nd>(&device).inject(&config(Manifold::Stiefel));
+        let mut model = Tiny {
+            query: stiefel(0),
+            value: stiefel(1),
+            plain: layer::<Nd>(&device),
+            head: LinearConfig::new(12, 2).init(&device),
+        };
+        let at_init = mean_orthogonality_error(&model).unwrap().into_scalar();
+        assert!(at_init < 1e-5, "{at_init}");
+        // Scale one B by 2: BᵀB = 4I, so its error is 3·√r = 6 and the mean is 3.
+        let adapter = model.value.adapter.as_mut().unwrap();
+        adapter.lora_b = Param::from_tensor(adapter.lora_b.val().mul_scalar(2.0));
+        let err = mean_orthogonality_error(&model).unwrap().into_scalar();
+        assert!((err - 3.0).abs() < 1e-4, "{err}");
+        let factors = adapter_b_factors(&model);
+        assert_eq!(
+            factors.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+            ["query", "value"]
+        );
+        assert!(mean_orthogonality_error(&layer::<Nd>(&device)).is_none());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! then finds the adapters by walking the module ([`crate::lora::LoraModule`]).
 
 pub mod bert;
+pub mod deberta;
 pub mod gpt2;
 pub mod loader;
 pub mod source;

@@ -18,7 +18,7 @@
 //!
 //! Every other trainable parameter (classifier heads) gets Burn's AdamW with the same β, ε and λ.
 
-use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::module::{AutodiffModule, ParamId};
 use burn::optim::{
     adaptor::OptimizerAdaptor, AdamW, AdamWConfig, GradientsParams, MultiGradientsParams, Optimizer,
 };
@@ -29,7 +29,7 @@ use hashbrown::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::lora::{AdapterRef, LoraModule};
+use crate::lora::{param_values, set_params, AdapterRef, LoraModule};
 use crate::manifold::{
     gram_apply, initial_power_vector, penalty_descent, power_iteration, power_vector_len,
     project_tangent, Manifold,
@@ -131,10 +131,10 @@ impl ManifoldAdamWConfig {
                 ));
             }
         }
-        if !(self.epsilon > 0.0) {
+        if !positive(self.epsilon) {
             return Err(Error::config(key("epsilon"), "must be positive"));
         }
-        if !(self.weight_decay >= 0.0) {
+        if !(positive(self.weight_decay) || self.weight_decay == 0.0) {
             return Err(Error::config(key("weight_decay"), "must be ≥ 0"));
         }
         if !(self.mu >= 0.0 && self.mu.is_finite()) {
@@ -153,7 +153,7 @@ impl ManifoldAdamWConfig {
                     ),
                 ));
             }
-            if !(self.norm_power > 0.0) {
+            if !positive(self.norm_power) {
                 return Err(Error::config(key("norm_power"), "must be positive"));
             }
             if self.power_iterations == 0 {
@@ -191,6 +191,11 @@ impl ManifoldAdamWConfig {
             others,
         })
     }
+}
+
+/// x > 0, false for NaN: validation must reject NaN settings too.
+fn positive(x: f64) -> bool {
+    x > 0.0
 }
 
 /// Adam and power-iteration state of one adapter matrix (inner backend).
@@ -237,46 +242,6 @@ impl Grads {
             Grads::Single(g) => g.remove::<Bk, 2>(id),
             Grads::Multi(g) => g.remove::<Bk, 2>(id).map(|(t, _)| t),
         }
-    }
-}
-
-/// Reads the current values of the adapter matrices.
-struct Collect<'a, B: AutodiffBackend> {
-    wanted: &'a HashSet<ParamId>,
-    values: HashMap<ParamId, Tensor<B::InnerBackend, 2>>,
-}
-
-impl<B: AutodiffBackend> ModuleVisitor<B> for Collect<'_, B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if D == 2 && self.wanted.contains(&param.id) {
-            let t = param.val().inner();
-            let dims = t.dims();
-            self.values.insert(param.id, t.reshape([dims[0], dims[1]]));
-        }
-    }
-}
-
-/// Writes the new adapter values back, keeping ids and the require-grad flag.
-struct Replace<B: AutodiffBackend> {
-    updates: HashMap<ParamId, Tensor<B::InnerBackend, 2>>,
-}
-
-impl<B: AutodiffBackend> ModuleMapper<B> for Replace<B> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let (id, tensor, mapper) = param.consume();
-        let tensor = match self.updates.remove(&id) {
-            Some(new) => {
-                let require_grad = tensor.is_require_grad();
-                let new = Tensor::<B, D>::from_inner(new.reshape(tensor.shape()));
-                if require_grad {
-                    new.require_grad()
-                } else {
-                    new
-                }
-            }
-            None => tensor,
-        };
-        Param::from_mapped_value(id, tensor, mapper)
     }
 }
 
@@ -444,12 +409,11 @@ where
     fn step_common(&mut self, lr: f64, module: M, mut grads: Grads) -> M {
         let adapters = module.lora_adapters();
         let wanted: HashSet<ParamId> = adapters.iter().flat_map(|a| [a.lora_a, a.lora_b]).collect();
-        let mut collect = Collect::<B> {
-            wanted: &wanted,
-            values: HashMap::new(),
-        };
-        module.visit(&mut collect);
-        let mut values = collect.values;
+        let mut values: HashMap<ParamId, Tensor<B::InnerBackend, 2>> =
+            param_values(&module, &wanted)
+                .into_iter()
+                .map(|(id, t)| (id, t.inner()))
+                .collect();
 
         let mut work = Vec::with_capacity(adapters.len());
         for ids in adapters {
@@ -501,10 +465,11 @@ where
             Grads::Single(g) => self.others.step(lr, module, g),
             Grads::Multi(g) => self.others.step_multi(lr, module, g),
         };
-        if updates.is_empty() {
-            return module;
-        }
-        module.map(&mut Replace::<B> { updates })
+        let updates = updates
+            .into_iter()
+            .map(|(id, t)| (id, Tensor::<B, 2>::from_inner(t)))
+            .collect();
+        set_params(module, updates)
     }
 }
 
@@ -569,7 +534,7 @@ mod tests {
     use crate::manifold::{distance, from_host, to_host};
     use crate::testing::host;
     use burn::backend::{Autodiff, NdArray};
-    use burn::module::Module;
+    use burn::module::{Module, Param};
     use burn::nn::{Linear, LinearConfig};
     use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
     use burn::tensor::Distribution;

@@ -1,0 +1,376 @@
+//! The resolved configuration of a GLUE run: what `experiments/glue/*.toml` files hold, what the
+//! `glue` binary's flags override, and what a run directory's `config.toml` records.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::glue::GlueTask;
+use crate::error::{Error, Result};
+use crate::lora::LoraConfig;
+use crate::manifold::Manifold;
+use crate::optim::{ManifoldAdamWConfig, StepSchedule};
+
+/// The three methods the paper compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Plain LoRA trained by AdamW.
+    Lora,
+    /// B on the oblique manifold (unit columns): the paper's "Sphere".
+    Sphere,
+    /// B on the Stiefel manifold (orthonormal columns).
+    #[default]
+    Stiefel,
+}
+
+impl Method {
+    /// The manifold of B.
+    pub fn manifold(self) -> Manifold {
+        match self {
+            Method::Lora => Manifold::Euclidean,
+            Method::Sphere => Manifold::Oblique,
+            Method::Stiefel => Manifold::Stiefel,
+        }
+    }
+
+    /// Name in configs, flags and run directories.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Lora => "lora",
+            Method::Sphere => "sphere",
+            Method::Stiefel => "stiefel",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Method {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "lora" | "euclidean" => Ok(Method::Lora),
+            "sphere" | "oblique" => Ok(Method::Sphere),
+            "stiefel" => Ok(Method::Stiefel),
+            other => Err(Error::config(
+                "method",
+                format!("unknown method `{other}`; valid: lora, sphere, stiefel"),
+            )),
+        }
+    }
+}
+
+/// Everything a GLUE fine-tuning run depends on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// GLUE task (`rte`, `sst2`, `stsb`, …).
+    pub task: String,
+    /// lora, sphere or stiefel; sets the manifold of the adapters and of the optimizer.
+    pub method: Method,
+    /// A local Hugging Face model directory, or a Hub id downloaded into `models/`.
+    pub model: String,
+    /// The `glue_data` directory.
+    pub data_dir: PathBuf,
+    /// Where run directories are created.
+    pub output_dir: PathBuf,
+    /// Run directory name; default `<task>-<method>-r<rank>-s<seed>`.
+    pub run_name: Option<String>,
+    /// Seed of initialisation, data order and dropout.
+    pub seed: u64,
+    /// Maximum sequence length (Table 6: 256).
+    pub max_len: usize,
+    /// Examples per optimizer step (split into `grad_accumulation` micro-batches).
+    pub batch_size: usize,
+    /// Micro-batches whose gradients are summed before a step.
+    pub grad_accumulation: usize,
+    /// Batch size of evaluation.
+    pub eval_batch_size: usize,
+    /// Training epochs.
+    pub epochs: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Fraction of the steps spent in linear warm-up (then linear decay to 0).
+    pub warmup_ratio: f64,
+    /// Use only the first N training examples (after a seeded shuffle); all when absent.
+    pub train_limit: Option<usize>,
+    /// Use only the first N dev examples; all when absent.
+    pub dev_limit: Option<usize>,
+    /// Group training examples of similar length into batches (less padding).
+    pub length_bucketing: bool,
+    /// Skip (and count) malformed data rows instead of failing.
+    pub skip_malformed_rows: bool,
+    /// Print a progress line every N iterations when not on a terminal.
+    pub log_every: usize,
+    /// LoRA adapters.
+    pub lora: LoraConfig,
+    /// ManifoldAdamW.
+    pub optimizer: ManifoldAdamWConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            task: "rte".into(),
+            method: Method::Stiefel,
+            model: "microsoft/deberta-v3-base".into(),
+            data_dir: PathBuf::from("datasets/glue"),
+            output_dir: PathBuf::from("experiments/runs"),
+            run_name: None,
+            seed: 0,
+            max_len: 256,
+            batch_size: 32,
+            grad_accumulation: 1,
+            eval_batch_size: 64,
+            epochs: 50,
+            lr: 1.2e-3,
+            warmup_ratio: 0.06,
+            train_limit: None,
+            dev_limit: None,
+            length_bucketing: false,
+            skip_malformed_rows: false,
+            log_every: 20,
+            lora: LoraConfig {
+                rank: 8,
+                alpha: 16.0,
+                target_modules: vec!["query_proj".into(), "value_proj".into()],
+                ..LoraConfig::default()
+            },
+            optimizer: ManifoldAdamWConfig {
+                weight_decay: 0.1,
+                ..ManifoldAdamWConfig::default()
+            },
+        }
+    }
+}
+
+impl RunConfig {
+    /// Reads a TOML file; unknown keys are errors naming the key and the file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_toml(&text).map_err(|e| match e {
+            Error::Config { key, msg } => Error::config(key, format!("{msg} (in {})", path.display())),
+            other => other,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::config(toml_key(&e), e.message().to_string()))
+    }
+
+    /// Applies `key=value` overrides (dotted keys, TOML values; a bare word is taken as a
+    /// string), e.g. `optimizer.mu=0.9`, `lora.target_modules=["query","value"]`.
+    pub fn with_overrides(self, overrides: &[String]) -> Result<Self> {
+        if overrides.is_empty() {
+            return Ok(self);
+        }
+        let mut table = toml::Table::try_from(&self).map_err(|e| Error::Other(e.to_string()))?;
+        for item in overrides {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| Error::config(item, "overrides are written key=value"))?;
+            let key = key.trim();
+            let value = parse_value(value.trim());
+            set_dotted(&mut table, key, value)?;
+        }
+        let text = toml::to_string(&table).map_err(|e| Error::Other(e.to_string()))?;
+        Self::from_toml(&text)
+    }
+
+    /// The task, parsed.
+    pub fn glue_task(&self) -> Result<GlueTask> {
+        self.task
+            .parse()
+            .map_err(|e: Error| Error::config("task", e.to_string()))
+    }
+
+    /// Makes the method the single source of the manifold settings, then checks every value.
+    pub fn resolve(mut self) -> Result<Self> {
+        let manifold = self.method.manifold();
+        self.lora.manifold = manifold;
+        self.optimizer.manifold = manifold;
+        if self.method == Method::Lora {
+            // The baseline is exactly AdamW: no partner step sizes, no penalty.
+            self.optimizer.step_schedule = StepSchedule::Off;
+            self.optimizer.mu = 0.0;
+        }
+        self.glue_task()?;
+        self.lora.validate()?;
+        self.optimizer.validate()?;
+        if self.lora.target_modules.is_empty() {
+            return Err(Error::config("lora.target_modules", "name at least one module"));
+        }
+        let positive = [
+            ("batch_size", self.batch_size),
+            ("grad_accumulation", self.grad_accumulation),
+            ("eval_batch_size", self.eval_batch_size),
+            ("epochs", self.epochs),
+            ("max_len", self.max_len),
+            ("log_every", self.log_every),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(Error::config(key, "must be at least 1"));
+            }
+        }
+        if self.batch_size % self.grad_accumulation != 0 {
+            return Err(Error::config(
+                "grad_accumulation",
+                format!(
+                    "must divide batch_size ({}), got {}",
+                    self.batch_size, self.grad_accumulation
+                ),
+            ));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(Error::config("lr", format!("must be positive, got {}", self.lr)));
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            return Err(Error::config("warmup_ratio", "must be in [0, 1)"));
+        }
+        Ok(self)
+    }
+
+    /// Examples per micro-batch.
+    pub fn micro_batch_size(&self) -> usize {
+        self.batch_size / self.grad_accumulation
+    }
+
+    /// The run directory name.
+    pub fn run_name(&self) -> String {
+        self.run_name.clone().unwrap_or_else(|| {
+            format!(
+                "{}-{}-r{}-s{}",
+                self.task.to_ascii_lowercase(),
+                self.method,
+                self.lora.rank,
+                self.seed
+            )
+        })
+    }
+
+    /// Serialises as TOML (the run directory's `config.toml`).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| Error::Other(format!("config to TOML: {e}")))
+    }
+}
+
+/// The key a TOML error is about, from its span if it has none in the message.
+fn toml_key(e: &toml::de::Error) -> String {
+    let msg = e.message();
+    if let Some(start) = msg.find('`') {
+        if let Some(len) = msg[start + 1..].find('`') {
+            return msg[start + 1..start + 1 + len].to_string();
+        }
+    }
+    "config".into()
+}
+
+fn parse_value(text: &str) -> toml::Value {
+    let wrapped = format!("v = {text}");
+    match toml::from_str::<toml::Table>(&wrapped) {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(text.into())),
+        Err(_) => toml::Value::String(text.into()),
+    }
+}
+
+fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().filter(|s| !s.is_empty()).ok_or_else(|| Error::config(key, "empty key"))?;
+    let mut current = table;
+    for part in parts {
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| Error::config(key, format!("`{part}` is not a table")))?;
+    }
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trip_and_defaults() {
+        let config = RunConfig::default();
+        let text = config.to_toml().unwrap();
+        assert_eq!(RunConfig::from_toml(&text).unwrap(), config);
+        let partial = RunConfig::from_toml("task = \"sst2\"\nlr = 8e-4\n[optimizer]\nmu = 0.9\n").unwrap();
+        assert_eq!(partial.task, "sst2");
+        assert_eq!(partial.lr, 8e-4);
+        assert_eq!(partial.optimizer.mu, 0.9);
+        assert_eq!(partial.optimizer.beta_2, 0.999);
+        assert_eq!(partial.max_len, 256);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = RunConfig::from_toml("tsk = \"rte\"\n").unwrap_err().to_string();
+        assert!(err.contains("tsk"), "{err}");
+        let err = RunConfig::from_toml("[optimizer]\nmuu = 1\n").unwrap_err().to_string();
+        assert!(err.contains("muu"), "{err}");
+    }
+
+    #[test]
+    fn overrides_reach_nested_keys_and_are_validated() {
+        let config = RunConfig::default()
+            .with_overrides(&[
+                "optimizer.mu=0.7".into(),
+                "lora.target_modules=[\"query\",\"value\"]".into(),
+                "model=models/minilm".into(),
+                "epochs=3".into(),
+            ])
+            .unwrap();
+        assert_eq!(config.optimizer.mu, 0.7);
+        assert_eq!(config.lora.target_modules, ["query", "value"]);
+        assert_eq!(config.model, "models/minilm");
+        assert_eq!(config.epochs, 3);
+        let err = RunConfig::default().with_overrides(&["optimizer.nope=1".into()]).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+        assert!(RunConfig::default().with_overrides(&["epochs".into()]).is_err());
+    }
+
+    #[test]
+    fn resolve_sets_the_manifold_from_the_method_and_checks_values() {
+        let lora = RunConfig {
+            method: Method::Lora,
+            ..RunConfig::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(lora.optimizer.manifold, Manifold::Euclidean);
+        assert_eq!(lora.lora.manifold, Manifold::Euclidean);
+        assert_eq!(lora.optimizer.step_schedule, StepSchedule::Off);
+        let sphere = RunConfig {
+            method: Method::Sphere,
+            ..RunConfig::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(sphere.optimizer.manifold, Manifold::Oblique);
+        let bad = RunConfig {
+            batch_size: 32,
+            grad_accumulation: 3,
+            ..RunConfig::default()
+        };
+        assert!(bad.resolve().unwrap_err().to_string().contains("grad_accumulation"));
+        let bad_task = RunConfig {
+            task: "squad".into(),
+            ..RunConfig::default()
+        };
+        assert!(bad_task.resolve().unwrap_err().to_string().contains("task"));
+    }
+}

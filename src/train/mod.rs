@@ -1,0 +1,8 @@
+//! GLUE fine-tuning with burn-train's Learner and ManifoldAdamW.
+
+pub mod batch;
+pub mod config;
+pub mod metrics;
+pub mod schedule;
+
+pub use config::{Method, RunConfig};
