@@ -21,7 +21,8 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::lora::{LoraConfig, LoraLinear};
 use crate::models::loader::{
-    find_weights, load_weights, peft_lora_config, peft_rules, LoadReport, WeightRules,
+    find_weights, load_weights, parse_config, peft_lora_config, peft_rules, read_config_file,
+    LoadReport, WeightRules,
 };
 use crate::models::{
     mask_value, resolve_targets, Activation, EncoderInput, InjectLora, QuestionAnswerer,
@@ -88,26 +89,6 @@ fn default_initializer_range() -> f64 {
 }
 fn default_position_type() -> String {
     "absolute".into()
-}
-
-/// Parses a Hub config, turning serde's message for an absent field into an error that names
-/// the key, and checking the values the model relies on.
-pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(json: &str, source: &str) -> Result<T> {
-    serde_json::from_str(json).map_err(|e| {
-        let msg = e.to_string();
-        match msg
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split('`').next())
-        {
-            Some(key) => Error::config(key, format!("required but missing from {source}")),
-            None => Error::config(source, msg),
-        }
-    })
-}
-
-pub(crate) fn read_config_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let json = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    parse_config(&json, &path.display().to_string())
 }
 
 impl BertConfig {
@@ -501,6 +482,11 @@ impl<B: Backend> BertModel<B> {
 
     /// Forward pass; padded keys (mask 0) get the dtype's most negative value added to their
     /// scores, as transformers' extended attention mask does.
+    ///
+    /// # Panics
+    /// As Burn's embedding lookup does, on a sequence longer than `max_position_embeddings` or an
+    /// id outside the vocabulary; batches from [`TextEncoder`](crate::models::text::TextEncoder)
+    /// with `max_len ≤ max_position_embeddings` never are.
     pub fn forward(&self, input: &EncoderInput<B>) -> BertModelOutput<B> {
         let mask = extended_attention_mask(input.attention_mask.clone());
         let mut x = self

@@ -20,9 +20,10 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::lora::{LoraAdapter, LoraConfig, LoraLinear};
-use crate::models::bert::{hf_linear, read_config_file, take_inject};
+use crate::models::bert::{hf_linear, take_inject};
 use crate::models::loader::{
-    find_weights, load_weights_with, LoadOptions, LoadReport, WeightRules,
+    find_weights, load_weights_with, parse_config, read_config_file, LoadOptions, LoadReport,
+    WeightRules,
 };
 use crate::models::{mask_value, resolve_targets, Activation, InjectLora};
 
@@ -92,7 +93,7 @@ fn default_true() -> bool {
 impl GPT2Config {
     /// Parses and validates the text of a `config.json`.
     pub fn from_json(json: &str) -> Result<Self> {
-        let config: Self = crate::models::bert::parse_config(json, "config.json")?;
+        let config: Self = parse_config(json, "config.json")?;
         config.validate()?;
         Ok(config)
     }
@@ -469,6 +470,10 @@ impl<B: Backend> GPT2LMHeadModel<B> {
     /// transformers. `position_ids` default to past..past + seq (transformers' `forward`);
     /// [`generate`](Self::generate) derives them from the mask instead, so that left padding
     /// does not shift positions. With `cache`, the new keys and values are appended to it.
+    ///
+    /// # Panics
+    /// As Burn's embedding lookup does, when past + seq exceeds `n_positions` or an id is outside
+    /// the vocabulary ([`generate`](Self::generate) checks the length and returns an error).
     pub fn forward(
         &self,
         input_ids: Tensor<B, 2, Int>,
@@ -476,11 +481,7 @@ impl<B: Backend> GPT2LMHeadModel<B> {
         position_ids: Option<Tensor<B, 2, Int>>,
         cache: Option<&mut KvCache<B>>,
     ) -> GPT2Output<B> {
-        let (hidden_states, _) = self.hidden(input_ids, attention_mask, position_ids, cache);
-        let last = hidden_states
-            .last()
-            .cloned()
-            .expect("hidden states always hold the embeddings");
+        let (hidden_states, last) = self.hidden(input_ids, attention_mask, position_ids, cache);
         GPT2Output {
             logits: self.lm_head(last),
             hidden_states,
@@ -498,7 +499,7 @@ impl<B: Backend> GPT2LMHeadModel<B> {
         attention_mask: Option<Tensor<B, 2, Int>>,
         position_ids: Option<Tensor<B, 2, Int>>,
         mut cache: Option<&mut KvCache<B>>,
-    ) -> (Vec<Tensor<B, 3>>, usize) {
+    ) -> (Vec<Tensor<B, 3>>, Tensor<B, 3>) {
         let [batch, seq] = input_ids.dims();
         let device = input_ids.device();
         let past = cache.as_ref().map_or(0, |c| c.len());
@@ -516,8 +517,9 @@ impl<B: Backend> GPT2LMHeadModel<B> {
             let slot = cache.as_mut().map(|c| &mut c.layers[i]);
             x = block.forward(x, mask.clone(), slot);
         }
-        hidden_states.push(t.ln_f.forward(x));
-        (hidden_states, past)
+        let last = t.ln_f.forward(x);
+        hidden_states.push(last.clone());
+        (hidden_states, last)
     }
 
     /// Greedy decoding: appends the arg-max token until `max_new_tokens` or until every
@@ -579,16 +581,12 @@ impl<B: Backend> GPT2LMHeadModel<B> {
                 ),
                 _ => (ids.clone(), positions),
             };
-            let (hidden, _) = self.hidden(
+            let (_, last) = self.hidden(
                 step_ids,
                 Some(mask.clone()),
                 Some(step_positions),
                 cache.as_mut(),
             );
-            let last = hidden
-                .last()
-                .cloned()
-                .expect("hidden states are never empty");
             let [_, steps, d] = last.dims();
             let logits = self.lm_head(last.slice([0..batch, steps - 1..steps, 0..d]));
             let next: Vec<i64> = logits
@@ -597,7 +595,7 @@ impl<B: Backend> GPT2LMHeadModel<B> {
                 .into_data()
                 .convert::<i64>()
                 .into_vec()
-                .unwrap_or_default();
+                .map_err(|e| Error::Other(format!("generate: reading the arg-max: {e:?}")))?;
             let next: Vec<i64> = next
                 .into_iter()
                 .zip(finished.iter_mut())

@@ -242,6 +242,27 @@ pub fn load_weights_with<B: Backend, M: ModuleSnapshot<B>>(
     })
 }
 
+/// Parses a Hub JSON config, turning serde's message for an absent field into an
+/// [`Error::Config`] whose key is that field, so the user learns which entry to add.
+pub fn parse_config<T: serde::de::DeserializeOwned>(json: &str, source: &str) -> Result<T> {
+    serde_json::from_str(json).map_err(|e| {
+        let msg = e.to_string();
+        match msg
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            Some(key) => Error::config(key, format!("required but missing from {source}")),
+            None => Error::config(source, msg),
+        }
+    })
+}
+
+/// Reads and parses a JSON config file (see [`parse_config`]).
+pub fn read_config_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let json = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_config(&json, &path.display().to_string())
+}
+
 /// The part of a PEFT `adapter_config.json` that decides the adapters' shapes and scaling.
 #[derive(Debug, serde::Deserialize)]
 struct PeftAdapterConfig {
@@ -267,7 +288,7 @@ struct PeftAdapterConfig {
 /// (plain LoRA: [`Manifold::Euclidean`]). Variants whose weights would not mean the same thing
 /// here (DoRA, trained biases, per-layer ranks, regex targets) are errors naming the key.
 pub fn peft_lora_config(path: &Path) -> Result<LoraConfig> {
-    let config: PeftAdapterConfig = crate::models::bert::read_config_file(path)?;
+    let config: PeftAdapterConfig = read_config_file(path)?;
     let unsupported =
         |key: &str, what: &str| Err(Error::config(key, format!("{what} in {}", path.display())));
     if config.peft_type.as_deref().is_some_and(|t| t != "LORA") {
