@@ -11,6 +11,7 @@ pub mod manifold;
 pub mod metrics;
 pub mod models;
 pub mod optim;
+pub mod peft;
 pub mod testing;
 pub mod train;
 

@@ -324,6 +324,30 @@ pub fn mean_orthogonality_error_of<B: Backend>(
     total.map(|t| t.div_scalar(count as f64))
 }
 
+/// (trainable, total) parameter counts; trainable = parameters that require gradients (only
+/// meaningful on an autodiff backend).
+pub fn count_params<B: Backend, M: Module<B>>(module: &M) -> (usize, usize) {
+    struct Count {
+        trainable: usize,
+        total: usize,
+    }
+    impl<B: Backend> ModuleVisitor<B> for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let n = param.shape().num_elements();
+            self.total += n;
+            if param.is_require_grad() {
+                self.trainable += n;
+            }
+        }
+    }
+    let mut count = Count {
+        trainable: 0,
+        total: 0,
+    };
+    module.visit(&mut count);
+    (count.trainable, count.total)
+}
+
 /// Replaces the values of 2-D parameters by id, keeping ids and require-grad flags.
 pub fn set_params<B: Backend, M: Module<B>>(
     module: M,

@@ -21,8 +21,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::lora::{LoraConfig, LoraLinear};
 use crate::models::loader::{
-    find_weights, load_weights, parse_config, peft_lora_config, peft_rules, read_config_file,
-    LoadReport, WeightRules,
+    find_weights, load_weights, parse_config, read_config_file, LoadReport, WeightRules,
 };
 use crate::models::{
     mask_value, resolve_targets, Activation, EncoderInput, InjectLora, QuestionAnswerer,
@@ -664,39 +663,6 @@ impl<B: Backend> BertForSequenceClassification<B> {
         let mut rules = bert_weight_rules("bert.", true);
         rules.may_be_missing.push(r"^classifier\.".into());
         load_weights(self, weights, &rules)
-    }
-
-    /// Adds the adapters a PEFT LoRA directory (`adapter_config.json`,
-    /// `adapter_model.safetensors`) describes and loads them, with the trained classifier when
-    /// the file has one. Fails, listing them, when an adapter of the config is not in the file.
-    pub fn load_peft_adapter(self, dir: &Path) -> Result<(Self, LoadReport)> {
-        let lora = peft_lora_config(&dir.join("adapter_config.json"))?;
-        let mut model = self.inject_lora(&lora)?;
-        let weights = dir.join("adapter_model.safetensors");
-        let report = load_weights(
-            &mut model,
-            &weights,
-            &peft_rules(&bert_weight_rules("bert.", true)),
-        )?;
-        let absent: Vec<&String> = report
-            .missing
-            .iter()
-            .filter(|p| p.contains(".adapter.lora_"))
-            .collect();
-        if !absent.is_empty() {
-            return Err(Error::Model {
-                path: weights,
-                msg: format!(
-                    "adapters of adapter_config.json not in the file: {}",
-                    absent
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            });
-        }
-        Ok((model, report))
     }
 
     /// Forward pass to logits [batch, num_labels].
@@ -1436,16 +1402,23 @@ mod tests {
     }
 
     #[test]
-    fn peft_adapter_loads_onto_the_base_and_matches_peft() {
+    fn peft_adapter_loads_through_hf_module_paths_and_matches_peft() {
         let (Some(base), Some(peft)) = (Fixture::load("bert"), Fixture::load("peft-bert")) else {
             return;
         };
         let device = Default::default();
         let (model, _) =
             BertForSequenceClassification::<Nd>::from_pretrained(&base.dir, None, &device).unwrap();
-        let (model, report) = model.load_peft_adapter(&peft.dir).unwrap();
-        // 2 layers × (query, value) × (A, B) + classifier weight and bias.
-        assert_eq!(report.applied, 10);
+        let input = fixture_input(&peft, &device);
+        let base_logits = model.classify(&input);
+        let lora = crate::peft::read_config(&peft.dir)
+            .unwrap()
+            .to_lora()
+            .unwrap();
+        let model = model.inject_lora(&lora).unwrap();
+        let mut weights = crate::peft::read_weights(&peft.dir).unwrap();
+        // The adapters are found under `hf_module_path` (`….attention.self.query`).
+        let mut model = crate::peft::load_adapters(model, &mut weights).unwrap();
         let adapter = model.bert.encoder.layer[0]
             .attention
             .self_attn
@@ -1454,7 +1427,18 @@ mod tests {
             .as_ref()
             .unwrap();
         assert_eq!((adapter.rank(), adapter.scaling), (4, 2.0));
-        let logits = model.classify(&fixture_input(&peft, &device));
+        // What remains is the trained head (PEFT's modules_to_save).
+        let (weight, bias) = (&weights["classifier.weight"], &weights["classifier.bias"]);
+        model.classifier =
+            crate::peft::linear_from_host(model.classifier, "classifier", weight, Some(bias))
+                .unwrap();
+        assert_eq!(weights.len(), 2);
+        let logits = model.classify(&input);
+        let moved = (logits.clone() - base_logits).abs().max().into_scalar();
+        assert!(
+            moved > 1e-2,
+            "the adapter should change the logits, moved {moved}"
+        );
         let diff = max_abs_diff(logits, &peft.f32("logits"));
         assert_close("peft-bert", &[("logits".into(), diff)]);
     }

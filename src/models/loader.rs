@@ -21,8 +21,6 @@ use burn_store::{
 use regex::Regex;
 
 use crate::error::{Error, Result};
-use crate::lora::{LoraConfig, LoraScaling};
-use crate::manifold::Manifold;
 
 /// How checkpoint keys relate to a module's parameter paths.
 #[derive(Debug, Clone, Default)]
@@ -261,105 +259,4 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(json: &str, source: &str) ->
 pub fn read_config_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let json = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     parse_config(&json, &path.display().to_string())
-}
-
-/// The part of a PEFT `adapter_config.json` that decides the adapters' shapes and scaling.
-#[derive(Debug, serde::Deserialize)]
-struct PeftAdapterConfig {
-    peft_type: Option<String>,
-    r: usize,
-    lora_alpha: f64,
-    #[serde(default)]
-    lora_dropout: f64,
-    #[serde(default)]
-    use_rslora: bool,
-    #[serde(default)]
-    use_dora: bool,
-    #[serde(default)]
-    bias: Option<String>,
-    target_modules: serde_json::Value,
-    #[serde(default)]
-    rank_pattern: serde_json::Map<String, serde_json::Value>,
-    #[serde(default)]
-    alpha_pattern: serde_json::Map<String, serde_json::Value>,
-}
-
-/// Reads a PEFT `adapter_config.json` into the [`LoraConfig`] that builds matching adapters
-/// (plain LoRA: [`Manifold::Euclidean`]). Variants whose weights would not mean the same thing
-/// here (DoRA, trained biases, per-layer ranks, regex targets) are errors naming the key.
-pub fn peft_lora_config(path: &Path) -> Result<LoraConfig> {
-    let config: PeftAdapterConfig = read_config_file(path)?;
-    let unsupported =
-        |key: &str, what: &str| Err(Error::config(key, format!("{what} in {}", path.display())));
-    if config.peft_type.as_deref().is_some_and(|t| t != "LORA") {
-        return unsupported("peft_type", "only LORA adapters are supported");
-    }
-    if config.use_dora {
-        return unsupported("use_dora", "DoRA adapters are not supported");
-    }
-    if config.bias.as_deref().is_some_and(|b| b != "none") {
-        return unsupported("bias", "trained biases are not supported");
-    }
-    if !config.rank_pattern.is_empty() || !config.alpha_pattern.is_empty() {
-        return unsupported(
-            "rank_pattern",
-            "per-layer ranks or alphas are not supported",
-        );
-    }
-    let target_modules = match &config.target_modules {
-        serde_json::Value::Array(names) => names
-            .iter()
-            .map(|n| n.as_str().map(String::from))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| Error::config("target_modules", "must be a list of names"))?,
-        serde_json::Value::String(s) if s == crate::models::ALL_LINEAR => vec![s.clone()],
-        other => {
-            return Err(Error::config(
-                "target_modules",
-                format!("regex targets are not supported: {other}"),
-            ))
-        }
-    };
-    let lora = LoraConfig {
-        rank: config.r,
-        alpha: config.lora_alpha,
-        dropout: config.lora_dropout,
-        scaling: if config.use_rslora {
-            LoraScaling::Rslora
-        } else {
-            LoraScaling::Standard
-        },
-        manifold: Manifold::Euclidean,
-        target_modules,
-    };
-    lora.validate()?;
-    Ok(lora)
-}
-
-/// Rules for a PEFT `adapter_model.safetensors` on top of a model's own `rules`: PEFT's
-/// `base_model.model.` prefix and `lora_A/lora_B` names mapped onto [`LoraLinear`]'s
-/// `adapter.lora_a/lora_b`, `modules_to_save` copies onto the head itself. Everything may be
-/// missing (the file holds only the adapters and heads); callers check that every adapter was
-/// found.
-///
-/// [`LoraLinear`]: crate::lora::LoraLinear
-pub fn peft_rules(rules: &WeightRules) -> WeightRules {
-    let mut remap = vec![
-        (r"^base_model\.model\.".to_string(), String::new()),
-        (
-            r"\.lora_A(?:\.default)?\.weight$".into(),
-            ".adapter.lora_a".into(),
-        ),
-        (
-            r"\.lora_B(?:\.default)?\.weight$".into(),
-            ".adapter.lora_b".into(),
-        ),
-        (r"\.modules_to_save(?:\.default)?\.".into(), ".".into()),
-    ];
-    remap.extend(rules.remap.iter().cloned());
-    WeightRules {
-        remap,
-        may_be_missing: vec![".*".into()],
-        may_be_unused: Vec::new(),
-    }
 }

@@ -18,6 +18,7 @@ use burn::train::renderer::{
     EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation,
     MetricsRendererTraining, ProgressType, TrainingProgress,
 };
+use burn::train::Interrupter;
 use serde_json::{json, Map, Value};
 
 use crate::data::glue::{GlueTask, Label};
@@ -256,6 +257,7 @@ pub struct RunLogger {
     iteration: HashMap<(String, usize), usize>,
     global_step: usize,
     history: Arc<Mutex<History>>,
+    stop: Option<(usize, Interrupter)>,
 }
 
 fn split_name(split: &Split) -> String {
@@ -290,7 +292,15 @@ impl RunLogger {
             iteration: HashMap::new(),
             global_step: first_step,
             history,
+            stop: None,
         })
+    }
+
+    /// Stops training (through `interrupter`) once epoch `epoch` is validated, as if the process
+    /// were killed during the next epoch: used to test and demonstrate resuming.
+    pub fn stop_after(mut self, epoch: usize, interrupter: Interrupter) -> Self {
+        self.stop = Some((epoch, interrupter));
+        self
     }
 
     fn write(&mut self, value: Value) {
@@ -397,6 +407,11 @@ impl MetricLogger for RunLogger {
             series.resize(epoch, HashMap::new());
         }
         series[epoch - 1] = values;
+        if let Some((stop_epoch, interrupter)) = &self.stop {
+            if split == "valid" && epoch >= *stop_epoch {
+                interrupter.stop(Some("stop_after_epoch reached"));
+            }
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod figures;
 pub mod metrics;
 pub mod schedule;
 
