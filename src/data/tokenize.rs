@@ -12,9 +12,12 @@ use tokenizers::{
     TruncationStrategy,
 };
 
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+
 use crate::data::glue::GlueExample;
 use crate::data::rng::SplitMix64;
 use crate::error::{Error, Result};
+use crate::models::EncoderInput;
 
 /// Maximum sequence length used by the Manifold-LoRA paper for GLUE.
 pub const DEFAULT_MAX_LEN: usize = 256;
@@ -86,6 +89,18 @@ impl EncodedBatch {
     /// `[batch_size, seq_len]`.
     pub fn shape(&self) -> [usize; 2] {
         [self.batch_size, self.seq_len]
+    }
+
+    /// The batch as model input tensors on `device`.
+    pub fn to_input<B: Backend>(&self, device: &B::Device) -> EncoderInput<B> {
+        let shape = self.shape();
+        let int =
+            |v: &[i64]| Tensor::<B, 2, Int>::from_data(TensorData::new(v.to_vec(), shape), device);
+        EncoderInput {
+            input_ids: int(&self.input_ids),
+            attention_mask: int(&self.attention_mask),
+            token_type_ids: Some(int(&self.token_type_ids)),
+        }
     }
 }
 

@@ -484,7 +484,7 @@ impl<B: Backend> BertModel<B> {
     ///
     /// # Panics
     /// As Burn's embedding lookup does, on a sequence longer than `max_position_embeddings` or an
-    /// id outside the vocabulary; batches from [`TextEncoder`](crate::models::text::TextEncoder)
+    /// id outside the vocabulary; batches from [`TextEncoder`](crate::data::tokenize::TextEncoder)
     /// with `max_len ≤ max_position_embeddings` never are.
     pub fn forward(&self, input: &EncoderInput<B>) -> BertModelOutput<B> {
         let mask = extended_attention_mask(input.attention_mask.clone());
@@ -778,10 +778,10 @@ impl<B: Backend> InjectLora for BertForQuestionAnswering<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::tokenize::{EncoderOptions, TextEncoder};
     use crate::lora::LoraModule;
     use crate::manifold::Manifold;
     use crate::models::fixtures::{hf_state_dict, max_abs_diff, write_safetensors, Fixture};
-    use crate::models::text::TextEncoder;
     use crate::testing::shared_path;
     use burn::backend::{Autodiff, NdArray};
     use burn::module::{ModuleVisitor, Param};
@@ -1304,12 +1304,20 @@ mod tests {
         let pairs: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(fixture.dir.join("pairs.json")).unwrap())
                 .unwrap();
-        let encoder = TextEncoder::from_file(&dir.join("tokenizer.json"), 512).unwrap();
+        let encoder = TextEncoder::from_file(
+            dir.join("tokenizer.json"),
+            EncoderOptions {
+                max_len: 512,
+                pad_id: None,
+            },
+        )
+        .unwrap();
         let mut cosines = BTreeMap::new();
         for name in ["paraphrase", "unrelated"] {
             let pair = &pairs["pairs"][name];
             let (a, b) = (pair["a"].as_str().unwrap(), pair["b"].as_str().unwrap());
-            let batch = encoder.encode::<Nd>(&[a, b], &device).unwrap();
+            let encoded = [a, b].map(|t| encoder.encode(t, None).unwrap());
+            let batch = encoder.pad(&encoded).to_input::<Nd>(&device);
             let lens: Vec<usize> = ["a_input_ids", "b_input_ids"]
                 .iter()
                 .map(|k| pair[k].as_array().unwrap().len())
@@ -1364,13 +1372,14 @@ mod tests {
             return;
         };
         let device = Default::default();
-        let encoder = TextEncoder::from_file(&dir.join("tokenizer.json"), 128).unwrap();
-        let batch = encoder
-            .encode::<Nd>(
-                &["Hello world.", "A somewhat longer second sentence here."],
-                &device,
-            )
-            .unwrap();
+        let options = EncoderOptions {
+            max_len: 128,
+            pad_id: None,
+        };
+        let encoder = TextEncoder::from_file(dir.join("tokenizer.json"), options.clone()).unwrap();
+        let encoded = ["Hello world.", "A somewhat longer second sentence here."]
+            .map(|t| encoder.encode(t, None).unwrap());
+        let batch = encoder.pad(&encoded).to_input::<Nd>(&device);
         let [rows, seq] = batch.input_ids.dims();
         assert_eq!(rows, 2);
         assert!(
@@ -1394,11 +1403,10 @@ mod tests {
         assert!(ids[5..seq].iter().all(|&i| i == 0) && mask[5..seq].iter().all(|&m| m == 0));
         assert!(mask[seq..].iter().all(|&m| m == 1));
         let long = "word ".repeat(400);
-        let batch = encoder
-            .encode_pairs::<Nd>(&[(long.as_str(), "short")], &device)
-            .unwrap();
+        let pair = [encoder.encode(&long, Some("short")).unwrap()];
+        let batch = encoder.pad(&pair).to_input::<Nd>(&device);
         assert_eq!(batch.input_ids.dims(), [1, 128], "truncated to max_len");
-        assert!(TextEncoder::from_file(&dir.join("absent.json"), 128).is_err());
+        assert!(TextEncoder::from_file(dir.join("absent.json"), options).is_err());
     }
 
     #[test]

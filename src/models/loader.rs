@@ -194,18 +194,33 @@ pub fn load_weights_with<B: Backend, M: ModuleSnapshot<B>>(
     };
     let converted = adapter.converted.clone();
     let result = module.apply(snapshots, None, Some(Box::new(adapter)), false);
-    if !result.errors.is_empty() {
-        let list: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
+    // A parameter that may be missing (a task head) but comes with another shape — a classifier
+    // for another label count — is left at its fresh initialisation, as transformers does with
+    // `ignore_mismatched_sizes`; it is reported as missing. Any other misfit is an error.
+    let mut reinitialised = Vec::new();
+    let mut misfits = Vec::new();
+    for error in &result.errors {
+        match error {
+            burn_store::ApplyError::ShapeMismatch { path, found, .. }
+                if may_miss.iter().any(|r| r.is_match(path)) =>
+            {
+                reinitialised.push(format!("{path} (checkpoint shape {:?})", found.as_slice()));
+            }
+            other => misfits.push(other.to_string()),
+        }
+    }
+    if !misfits.is_empty() {
         return Err(model_err(format!(
             "tensors that do not fit: {}",
-            list.join("; ")
+            misfits.join("; ")
         )));
     }
-    let (missing_ok, missing_bad): (Vec<String>, Vec<String>) = result
+    let (mut missing_ok, missing_bad): (Vec<String>, Vec<String>) = result
         .missing
         .iter()
         .map(|(p, _)| p.clone())
         .partition(|p| may_miss.iter().any(|r| r.is_match(p)));
+    missing_ok.extend(reinitialised);
     // burn-store finds a norm's `gamma`/`beta` under the PyTorch name `weight`/`bias` but still
     // counts that checkpoint key as unused; drop those from the unused list.
     let applied: std::collections::HashSet<&str> =

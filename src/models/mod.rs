@@ -10,7 +10,6 @@ pub mod deberta;
 pub mod gpt2;
 pub mod loader;
 pub mod source;
-pub mod text;
 
 #[cfg(test)]
 pub(crate) mod fixtures;

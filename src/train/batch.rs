@@ -60,14 +60,15 @@ impl TokenizedSplit {
     /// The batch of examples `indices`, padded to its longest member, on `device`.
     pub fn batch<B: Backend>(&self, indices: &[usize], device: &B::Device) -> GlueBatch<B> {
         let items: Vec<&Encoded> = indices.iter().map(|&i| &self.encoded[i]).collect();
-        let padded = pad_batch(&items, self.pad_id);
-        let shape = padded.shape();
-        let int = |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, shape), device);
+        let input = pad_batch(&items, self.pad_id).to_input(device);
         let labels: Vec<Label> = indices.iter().map(|&i| self.labels[i]).collect();
         let targets = match labels.first() {
             Some(Label::Score(_)) => Targets::Scores(Tensor::from_data(
                 TensorData::new(
-                    labels.iter().map(|l| l.score().unwrap_or(f32::NAN)).collect::<Vec<f32>>(),
+                    labels
+                        .iter()
+                        .map(|l| l.score().unwrap_or(f32::NAN))
+                        .collect::<Vec<f32>>(),
                     [labels.len()],
                 ),
                 device,
@@ -83,14 +84,7 @@ impl TokenizedSplit {
                 device,
             )),
         };
-        GlueBatch {
-            input: EncoderInput {
-                input_ids: int(padded.input_ids),
-                attention_mask: int(padded.attention_mask),
-                token_type_ids: Some(int(padded.token_type_ids)),
-            },
-            targets,
-        }
+        GlueBatch { input, targets }
     }
 }
 
@@ -167,7 +161,10 @@ impl<B: Backend> EpochLoader<B> {
             Order::Shuffled { seed } => {
                 let mut order: Vec<usize> = (0..n).collect();
                 SplitMix64(mix(seed)).shuffle(&mut order);
-                order.chunks(self.batch_size).map(<[usize]>::to_vec).collect()
+                order
+                    .chunks(self.batch_size)
+                    .map(<[usize]>::to_vec)
+                    .collect()
             }
             Order::Bucketed { seed } => {
                 let lengths: Vec<usize> = self.data.encoded.iter().map(Encoded::len).collect();
@@ -297,24 +294,46 @@ mod tests {
     #[test]
     fn every_example_once_per_epoch_in_a_seeded_order() {
         let data = split(23);
-        let loader = EpochLoader::<Nd>::new(data.clone(), 4, Order::Shuffled { seed: 7 }, 1, Default::default());
+        let loader = EpochLoader::<Nd>::new(
+            data.clone(),
+            4,
+            Order::Shuffled { seed: 7 },
+            1,
+            Default::default(),
+        );
         let e1 = loader.epoch_batches(1);
         let mut all: Vec<usize> = e1.iter().flatten().copied().collect();
         all.sort();
         assert_eq!(all, (0..23).collect::<Vec<_>>());
-        assert_ne!(loader.epoch_batches(1), loader.epoch_batches(2), "epochs differ");
-        let other = EpochLoader::<Nd>::new(data, 4, Order::Shuffled { seed: 8 }, 1, Default::default());
-        assert_ne!(loader.epoch_batches(1), other.epoch_batches(1), "seeds differ");
+        assert_ne!(
+            loader.epoch_batches(1),
+            loader.epoch_batches(2),
+            "epochs differ"
+        );
+        let other =
+            EpochLoader::<Nd>::new(data, 4, Order::Shuffled { seed: 8 }, 1, Default::default());
+        assert_ne!(
+            loader.epoch_batches(1),
+            other.epoch_batches(1),
+            "seeds differ"
+        );
     }
 
     #[test]
     fn a_loader_resumed_at_epoch_three_replays_epoch_three() {
         let data = split(19);
-        let straight = EpochLoader::<Nd>::new(data.clone(), 3, Order::Bucketed { seed: 1 }, 1, Default::default());
+        let straight = EpochLoader::<Nd>::new(
+            data.clone(),
+            3,
+            Order::Bucketed { seed: 1 },
+            1,
+            Default::default(),
+        );
         let _ = order_of(&straight);
         let _ = order_of(&straight);
         let third = order_of(&straight);
-        let resumed = EpochLoader::<Nd>::new(data, 3, Order::Bucketed { seed: 1 }, 3, Default::default());
+        let resumed =
+            EpochLoader::<Nd>::new(data, 3, Order::Bucketed { seed: 1 }, 3, Default::default());
         assert_eq!(order_of(&resumed), third);
         let mut sorted = third.clone();
         sorted.sort();
@@ -327,13 +346,21 @@ mod tests {
         let data = split(6);
         let batch: GlueBatch<Nd> = data.batch(&[0, 3], &Default::default());
         assert_eq!(batch.input.input_ids.dims(), [2, 5]);
-        let mask = batch.input.attention_mask.into_data().to_vec::<i64>().unwrap();
+        let mask = batch
+            .input
+            .attention_mask
+            .into_data()
+            .to_vec::<i64>()
+            .unwrap();
         assert_eq!(mask, vec![1, 1, 0, 0, 0, 1, 1, 1, 1, 1]);
         match batch.targets {
             Targets::Classes(t) => assert_eq!(t.into_data().to_vec::<i64>().unwrap(), vec![0, 1]),
             Targets::Scores(_) => panic!("classification labels expected"),
         }
         let sequential = EpochLoader::<Nd>::new(data, 4, Order::Sequential, 1, Default::default());
-        assert_eq!(sequential.epoch_batches(5), vec![vec![0, 1, 2, 3], vec![4, 5]]);
+        assert_eq!(
+            sequential.epoch_batches(5),
+            vec![vec![0, 1, 2, 3], vec![4, 5]]
+        );
     }
 }

@@ -157,7 +157,9 @@ impl RunConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::from_toml(&text).map_err(|e| match e {
-            Error::Config { key, msg } => Error::config(key, format!("{msg} (in {})", path.display())),
+            Error::Config { key, msg } => {
+                Error::config(key, format!("{msg} (in {})", path.display()))
+            }
             other => other,
         })
     }
@@ -207,7 +209,10 @@ impl RunConfig {
         self.lora.validate()?;
         self.optimizer.validate()?;
         if self.lora.target_modules.is_empty() {
-            return Err(Error::config("lora.target_modules", "name at least one module"));
+            return Err(Error::config(
+                "lora.target_modules",
+                "name at least one module",
+            ));
         }
         let positive = [
             ("batch_size", self.batch_size),
@@ -222,7 +227,7 @@ impl RunConfig {
                 return Err(Error::config(key, "must be at least 1"));
             }
         }
-        if self.batch_size % self.grad_accumulation != 0 {
+        if !self.batch_size.is_multiple_of(self.grad_accumulation) {
             return Err(Error::config(
                 "grad_accumulation",
                 format!(
@@ -232,7 +237,10 @@ impl RunConfig {
             ));
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(Error::config("lr", format!("must be positive, got {}", self.lr)));
+            return Err(Error::config(
+                "lr",
+                format!("must be positive, got {}", self.lr),
+            ));
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             return Err(Error::config("warmup_ratio", "must be in [0, 1)"));
@@ -278,14 +286,19 @@ fn toml_key(e: &toml::de::Error) -> String {
 fn parse_value(text: &str) -> toml::Value {
     let wrapped = format!("v = {text}");
     match toml::from_str::<toml::Table>(&wrapped) {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(text.into())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(text.into())),
         Err(_) => toml::Value::String(text.into()),
     }
 }
 
 fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
     let mut parts: Vec<&str> = key.split('.').collect();
-    let last = parts.pop().filter(|s| !s.is_empty()).ok_or_else(|| Error::config(key, "empty key"))?;
+    let last = parts
+        .pop()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::config(key, "empty key"))?;
     let mut current = table;
     for part in parts {
         let entry = current
@@ -308,7 +321,8 @@ mod tests {
         let config = RunConfig::default();
         let text = config.to_toml().unwrap();
         assert_eq!(RunConfig::from_toml(&text).unwrap(), config);
-        let partial = RunConfig::from_toml("task = \"sst2\"\nlr = 8e-4\n[optimizer]\nmu = 0.9\n").unwrap();
+        let partial =
+            RunConfig::from_toml("task = \"sst2\"\nlr = 8e-4\n[optimizer]\nmu = 0.9\n").unwrap();
         assert_eq!(partial.task, "sst2");
         assert_eq!(partial.lr, 8e-4);
         assert_eq!(partial.optimizer.mu, 0.9);
@@ -318,9 +332,13 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = RunConfig::from_toml("tsk = \"rte\"\n").unwrap_err().to_string();
+        let err = RunConfig::from_toml("tsk = \"rte\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("tsk"), "{err}");
-        let err = RunConfig::from_toml("[optimizer]\nmuu = 1\n").unwrap_err().to_string();
+        let err = RunConfig::from_toml("[optimizer]\nmuu = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("muu"), "{err}");
     }
 
@@ -338,9 +356,13 @@ mod tests {
         assert_eq!(config.lora.target_modules, ["query", "value"]);
         assert_eq!(config.model, "models/minilm");
         assert_eq!(config.epochs, 3);
-        let err = RunConfig::default().with_overrides(&["optimizer.nope=1".into()]).unwrap_err();
+        let err = RunConfig::default()
+            .with_overrides(&["optimizer.nope=1".into()])
+            .unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
-        assert!(RunConfig::default().with_overrides(&["epochs".into()]).is_err());
+        assert!(RunConfig::default()
+            .with_overrides(&["epochs".into()])
+            .is_err());
     }
 
     #[test]
@@ -366,7 +388,11 @@ mod tests {
             grad_accumulation: 3,
             ..RunConfig::default()
         };
-        assert!(bad.resolve().unwrap_err().to_string().contains("grad_accumulation"));
+        assert!(bad
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("grad_accumulation"));
         let bad_task = RunConfig {
             task: "squad".into(),
             ..RunConfig::default()

@@ -258,6 +258,17 @@ pub struct RunLogger {
     global_step: usize,
     history: Arc<Mutex<History>>,
     stop: Option<(usize, Interrupter)>,
+    /// burn-train numbers the epochs it logs from 1 in every launch, while epoch summaries carry
+    /// the true epoch: after resuming at epoch k, logged epoch e is true epoch e + k.
+    epoch_offset: usize,
+}
+
+/// The `metrics.jsonl` key of a metric: burn-train's "Learning Rate" is written `lr`.
+fn json_key(name: &str) -> String {
+    match name {
+        "Learning Rate" => "lr".into(),
+        other => other.into(),
+    }
 }
 
 fn split_name(split: &Split) -> String {
@@ -293,7 +304,14 @@ impl RunLogger {
             global_step: first_step,
             history,
             stop: None,
+            epoch_offset: 0,
         })
+    }
+
+    /// Declares that the run resumes after `epoch` (see the field's documentation).
+    pub fn resumed_after(mut self, epoch: usize) -> Self {
+        self.epoch_offset = epoch;
+        self
     }
 
     /// Stops training (through `interrupter`) once epoch `epoch` is validated, as if the process
@@ -330,6 +348,7 @@ impl RunLogger {
 
 impl MetricLogger for RunLogger {
     fn log(&mut self, update: MetricsUpdate, epoch: usize, split: &Split) {
+        let epoch = epoch + self.epoch_offset;
         let split = split_name(split);
         let mut line = Map::new();
         for numeric in &update.entries_numeric {
@@ -339,7 +358,7 @@ impl MetricLogger for RunLogger {
             let name = def.name.clone();
             let value = NumericEntry::deserialize(&numeric.entry.serialized_entry.serialized)
                 .unwrap_or_else(|_| numeric.numeric_entry.clone());
-            line.insert(name.clone(), json!(value.current()));
+            line.insert(json_key(&name), json!(value.current()));
             self.store
                 .entries
                 .entry((split.clone(), epoch, name))
@@ -364,6 +383,7 @@ impl MetricLogger for RunLogger {
         epoch: usize,
         split: &Split,
     ) -> std::result::Result<Vec<NumericEntry>, String> {
+        let epoch = epoch + self.epoch_offset;
         let split = split_name(split);
         Ok(self
             .epoch_value(&split, epoch, name)
@@ -392,7 +412,7 @@ impl MetricLogger for RunLogger {
         line.insert("epoch".into(), json!(epoch));
         for name in names {
             if let Some(v) = self.epoch_value(&split, epoch, &name) {
-                line.insert(name.clone(), json!(v));
+                line.insert(json_key(&name), json!(v));
                 values.insert(name, v);
             }
         }

@@ -1,0 +1,296 @@
+//! GLUE fine-tuning with Manifold-LoRA.
+//!
+//! ```sh
+//! cargo run --release --bin glue -- --task rte --method stiefel --rank 8
+//! cargo run --release --features cuda --bin glue -- --task rte --method stiefel --rank 8
+//! cargo run --release --bin glue -- compare experiments/runs/sst2-*/ --out compare.png
+//! ```
+//!
+//! Settings come from `experiments/glue/<task>-<method>-r<rank>.toml` (the paper's Table 6) when
+//! it exists, or `--config FILE`; every flag below overrides the file, and `--set key=value`
+//! overrides any key (e.g. `--set optimizer.norm_power=2`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use manifold_lora::backend::{self, Train};
+use manifold_lora::data::download::{download_glue, DownloadOptions};
+use manifold_lora::data::glue::GlueTask;
+use manifold_lora::error::{Error, Result};
+use manifold_lora::train::figures;
+use manifold_lora::train::run::{self, METRICS_FILE};
+use manifold_lora::train::{Method, RunConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "glue",
+    about = "Fine-tune a transformer on a GLUE task with (Manifold-)LoRA",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Overlay the training-loss and ‖BᵀB − I‖ curves of several runs (paper Figure 1).
+    Compare {
+        /// Run directories (each with a metrics.jsonl).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Output PNG.
+        #[arg(long, default_value = "compare.png")]
+        out: PathBuf,
+    },
+    /// Download GLUE into the data directory (glue_data layout).
+    Download {
+        /// Tasks, comma-separated (default: all nine).
+        #[arg(long, value_delimiter = ',')]
+        tasks: Vec<String>,
+        /// Destination.
+        #[arg(long, default_value = "datasets/glue")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct TrainArgs {
+    /// Experiment TOML; default experiments/glue/<task>-<method>-r<rank>.toml when it exists.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli.
+    #[arg(long)]
+    task: Option<String>,
+    /// lora (plain AdamW baseline), sphere (oblique B) or stiefel (orthonormal B).
+    #[arg(long)]
+    method: Option<String>,
+    /// LoRA rank r.
+    #[arg(long)]
+    rank: Option<usize>,
+    /// LoRA alpha (scale alpha/r).
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// Model: a Hugging Face directory, or a Hub id downloaded into models/.
+    #[arg(long)]
+    model: Option<String>,
+    /// GLUE data directory (glue_data layout).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Fetch the task's GLUE data into --data-dir first if it is missing.
+    #[arg(long)]
+    download: bool,
+    /// Where run directories are created.
+    #[arg(long)]
+    output_dir: Option<PathBuf>,
+    /// Run directory name (default <task>-<method>-r<rank>-s<seed>).
+    #[arg(long)]
+    run_name: Option<String>,
+    /// Continue the run in the run directory from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Training epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Examples per optimizer step.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Micro-batches per optimizer step (must divide --batch-size).
+    #[arg(long)]
+    grad_accumulation: Option<usize>,
+    /// Maximum tokens per example.
+    #[arg(long)]
+    max_len: Option<usize>,
+    /// Train on a seeded subsample of N examples.
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Evaluate on the first N dev examples.
+    #[arg(long)]
+    dev_limit: Option<usize>,
+    /// Seed of initialisation, data order and dropout.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Penalty weight μ of the landing step.
+    #[arg(long)]
+    mu: Option<f64>,
+    /// Lower clip of the step-size factor.
+    #[arg(long)]
+    lower: Option<f64>,
+    /// Upper clip of the step-size factor.
+    #[arg(long)]
+    upper: Option<f64>,
+    /// Decoupled weight decay.
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Batch examples of similar length together (less padding, faster).
+    #[arg(long)]
+    length_bucketing: bool,
+    /// Any config key, e.g. --set optimizer.penalty_scaling=unscaled (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Stop once this epoch is validated (resume later with --resume).
+    #[arg(long)]
+    stop_after_epoch: Option<usize>,
+    /// Print the resolved configuration and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+impl TrainArgs {
+    /// File config (or defaults), then typed flags, then `--set`.
+    fn config(&self) -> Result<RunConfig> {
+        let defaults = RunConfig::default();
+        let task = self.task.clone().unwrap_or(defaults.task.clone());
+        let method: Method = match &self.method {
+            Some(m) => m.parse()?,
+            None => defaults.method,
+        };
+        let rank = self.rank.unwrap_or(defaults.lora.rank);
+        let file = match &self.config {
+            Some(path) => Some(path.clone()),
+            None => {
+                let task = task
+                    .parse::<GlueTask>()
+                    .map(|t| t.name().to_string())
+                    .unwrap_or(task.clone());
+                let path = PathBuf::from(format!("experiments/glue/{task}-{method}-r{rank}.toml"));
+                path.exists().then_some(path)
+            }
+        };
+        let mut config = match &file {
+            Some(path) => {
+                println!("config: {}", path.display());
+                RunConfig::from_file(path)?
+            }
+            None => defaults,
+        };
+        config.task = task;
+        config.method = method;
+        config.lora.rank = rank;
+        macro_rules! set {
+            ($($flag:ident => $($field:ident).+),* $(,)?) => {
+                $(if let Some(v) = self.$flag.clone() { config.$($field).+ = v.into(); })*
+            };
+        }
+        set!(
+            alpha => lora.alpha,
+            model => model,
+            data_dir => data_dir,
+            output_dir => output_dir,
+            epochs => epochs,
+            lr => lr,
+            batch_size => batch_size,
+            grad_accumulation => grad_accumulation,
+            max_len => max_len,
+            seed => seed,
+            mu => optimizer.mu,
+            lower => optimizer.lower,
+            upper => optimizer.upper,
+            weight_decay => optimizer.weight_decay,
+        );
+        if self.run_name.is_some() {
+            config.run_name = self.run_name.clone();
+        }
+        if self.train_limit.is_some() {
+            config.train_limit = self.train_limit;
+        }
+        if self.dev_limit.is_some() {
+            config.dev_limit = self.dev_limit;
+        }
+        if self.length_bucketing {
+            config.length_bucketing = true;
+        }
+        config.with_overrides(&self.set)?.resolve()
+    }
+}
+
+fn train(args: &TrainArgs) -> Result<()> {
+    let mut config = args.config()?;
+    if args.resume {
+        // The run's own resolved config is authoritative; flags only locate the run.
+        let path = config
+            .output_dir
+            .join(config.run_name())
+            .join(run::CONFIG_FILE);
+        let saved = RunConfig::from_file(&path)?;
+        if saved.run_name() != config.run_name() {
+            return Err(Error::Other(format!(
+                "{} describes another run",
+                path.display()
+            )));
+        }
+        config = saved;
+    }
+    if args.print_config {
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
+    if args.download {
+        let task = config.glue_task()?;
+        download_glue(&config.data_dir, &[task], &DownloadOptions::default())?;
+    }
+    let device = backend::device();
+    let options = run::RunOptions {
+        resume: args.resume,
+        stop_after_epoch: args.stop_after_epoch,
+    };
+    let summary = run::run::<Train>(config, options, &device)?;
+    if !summary.completed {
+        return Ok(());
+    }
+    println!("best epoch {}", summary.best_epoch);
+    for (split, scores) in &summary.dev_scores {
+        println!("{split}: {scores}");
+    }
+    println!("run directory: {}", summary.run_dir.display());
+    Ok(())
+}
+
+fn compare(runs: &[PathBuf], out: &Path) -> Result<()> {
+    let loaded = runs
+        .iter()
+        .map(|dir| {
+            let label = dir.file_name().map_or_else(
+                || dir.display().to_string(),
+                |n| n.to_string_lossy().to_string(),
+            );
+            figures::read_metrics(&dir.join(METRICS_FILE)).map(|m| (label, m))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    figures::plot_compare(&loaded, out)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Some(Command::Compare { runs, out }) => compare(runs, out),
+        Some(Command::Download { tasks, data_dir }) => tasks
+            .iter()
+            .map(|t| t.parse::<GlueTask>())
+            .collect::<Result<Vec<_>>>()
+            .and_then(|tasks| {
+                let tasks = if tasks.is_empty() {
+                    GlueTask::ALL.to_vec()
+                } else {
+                    tasks
+                };
+                download_glue(data_dir, &tasks, &DownloadOptions::default()).map(|_| ())
+            }),
+        None => train(&cli.train),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,549 @@
+//! One GLUE fine-tuning run from a resolved [`RunConfig`]: data, model, burn-train Learner with
+//! ManifoldAdamW, checkpoints and resume, best-epoch selection, PEFT export, results and figures.
+//!
+//! A run directory holds `config.toml` (as resolved), `metrics.jsonl`, `results.json`,
+//! `checkpoint/` (the last epoch, for resume, and the best one), `adapter/` (PEFT format),
+//! `training.png` and `gram_heatmaps.png`.
+
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::train::checkpoint::{CheckpointingAction, CheckpointingStrategy};
+use burn::train::metric::store::EventStoreClient;
+use burn::train::metric::LearningRateMetric;
+use burn::train::{Learner, SupervisedTraining};
+use serde_json::{json, Value};
+
+use crate::data::glue::{GlueSplit, GlueTask, Label, MalformedRows, Split};
+use crate::data::rng::SplitMix64;
+use crate::data::tokenize::{EncoderOptions, TextEncoder};
+use crate::error::{Error, Result};
+use crate::lora::{adapter_b_factors, count_params};
+use crate::metrics::{compute, TaskScores};
+use crate::models::source::ModelSource;
+
+use crate::train::batch::{EpochLoader, Order, TokenizedSplit};
+use crate::train::config::RunConfig;
+use crate::train::figures;
+use crate::train::metrics::{History, LossMetric, OrthogonalityMetric, RunLogger, TaskMetric};
+use crate::train::schedule::WarmupLinear;
+use crate::train::step::{evaluate, GlueModel};
+
+/// File names inside a run directory.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Per-step and per-epoch metrics.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// Summary of the run.
+pub const RESULTS_FILE: &str = "results.json";
+/// PEFT adapter directory.
+pub const ADAPTER_DIR: &str = "adapter";
+const CHECKPOINT_DIR: &str = "checkpoint";
+
+/// How to run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Continue the run directory's last checkpoint.
+    pub resume: bool,
+    /// Interrupt once this epoch is validated (simulates a kill during the next epoch).
+    pub stop_after_epoch: Option<usize>,
+}
+
+/// What a run reports (also written to `results.json` when it completes).
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// False when the run was interrupted (`stop_after_epoch`, or `q` in the dashboard); it can
+    /// be resumed and nothing after the last checkpoint was kept.
+    pub completed: bool,
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Epoch with the best primary dev metric (1-based).
+    pub best_epoch: usize,
+    /// Dev scores of the best epoch, per dev split.
+    pub dev_scores: Vec<(Split, TaskScores)>,
+    /// The results.json content.
+    pub results: Value,
+}
+
+fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
+    NamedMpkFileRecorder::<FullPrecisionSettings>::new()
+}
+
+/// Epochs with a saved model checkpoint in `dir/checkpoint`.
+pub fn saved_epochs(run_dir: &Path) -> BTreeSet<usize> {
+    let Ok(entries) = std::fs::read_dir(run_dir.join(CHECKPOINT_DIR)) else {
+        return BTreeSet::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.strip_prefix("model-")?
+                .strip_suffix(".mpk")?
+                .parse::<usize>()
+                .ok()
+        })
+        .collect()
+}
+
+/// Keeps the last epoch (to resume) and the best one so far by the primary dev metric (the
+/// answer), deleting every other checkpoint: model checkpoints hold the frozen backbone too, so
+/// one per epoch would cost gigabytes for DeBERTa-base.
+///
+/// The best epoch is judged from [`History`], which the metric logger fills on its own thread; at
+/// epoch e the values of epochs < e are surely there, so a checkpoint is only deleted once a
+/// later, complete epoch has beaten it.
+struct KeepLastAndBest {
+    saved: BTreeSet<usize>,
+    history: Arc<Mutex<History>>,
+    metric: String,
+}
+
+impl KeepLastAndBest {
+    fn best_before(&self, epoch: usize) -> Option<usize> {
+        let history = self.history.lock().ok()?;
+        best_epoch(&history.valid_series(&self.metric)[..(epoch - 1).min(history.valid.len())])
+    }
+}
+
+/// 1-based index of the maximum (first on ties), ignoring NaN.
+fn best_epoch(series: &[f64]) -> Option<usize> {
+    series
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_nan())
+        .fold(None, |best: Option<(usize, f64)>, (i, &v)| match best {
+            Some((_, b)) if b >= v => best,
+            _ => Some((i, v)),
+        })
+        .map(|(i, _)| i + 1)
+}
+
+impl CheckpointingStrategy for KeepLastAndBest {
+    fn checkpointing(&mut self, epoch: usize, _: &EventStoreClient) -> Vec<CheckpointingAction> {
+        let mut actions = vec![CheckpointingAction::Save];
+        let best = self.best_before(epoch);
+        let known = self.history.lock().map(|h| h.valid.len()).unwrap_or(0);
+        let drop: Vec<usize> = self
+            .saved
+            .iter()
+            .copied()
+            // Keep: the best so far, and anything not yet judged (its metrics may be pending).
+            .filter(|&e| Some(e) != best && e < epoch && e <= known.min(epoch - 1))
+            .collect();
+        for e in drop {
+            self.saved.remove(&e);
+            actions.push(CheckpointingAction::Delete(e));
+        }
+        self.saved.insert(epoch);
+        actions
+    }
+}
+
+/// Loads data, tokenises, subsamples.
+struct Data {
+    train: Arc<TokenizedSplit>,
+    dev: Vec<(Split, Arc<TokenizedSplit>)>,
+    train_examples: usize,
+    skipped_rows: usize,
+}
+
+fn load_data(config: &RunConfig, task: GlueTask, encoder: &TextEncoder) -> Result<Data> {
+    let policy = if config.skip_malformed_rows {
+        MalformedRows::Skip
+    } else {
+        MalformedRows::Error
+    };
+    let train_split = GlueSplit::load(&config.data_dir, task, Split::Train, policy)?;
+    let mut skipped_rows = train_split.skipped.len();
+    let mut examples = train_split.examples;
+    if let Some(limit) = config.train_limit {
+        // A seeded shuffle first, so a subsample is representative, not the file's first rows.
+        SplitMix64(config.seed ^ 0x5EED).shuffle(&mut examples);
+        examples.truncate(limit);
+    }
+    let train = Arc::new(TokenizedSplit::new(encoder, &examples)?);
+    let mut dev = Vec::new();
+    for &split in task.dev_splits() {
+        let loaded = GlueSplit::load(&config.data_dir, task, split, policy)?;
+        skipped_rows += loaded.skipped.len();
+        let mut examples = loaded.examples;
+        if let Some(limit) = config.dev_limit {
+            examples.truncate(limit);
+        }
+        dev.push((split, Arc::new(TokenizedSplit::new(encoder, &examples)?)));
+    }
+    Ok(Data {
+        train_examples: train.len(),
+        train,
+        dev,
+        skipped_rows,
+    })
+}
+
+/// Restores the epoch summaries of `metrics.jsonl` up to `last_epoch` into `history`, and drops
+/// lines of later (interrupted) epochs so the file describes exactly the resumed run. Returns the
+/// last training step kept.
+fn restore_metrics(path: &Path, last_epoch: usize, history: &mut History) -> Result<usize> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut kept = Vec::new();
+    let mut last_step = 0;
+    for (i, line) in text.lines().enumerate() {
+        let value: Value = serde_json::from_str(line).map_err(|e| Error::Data {
+            file: path.to_path_buf(),
+            line: i + 1,
+            msg: e.to_string(),
+        })?;
+        let epoch = value["epoch"].as_u64().unwrap_or(0) as usize;
+        if epoch == 0 || epoch > last_epoch {
+            continue;
+        }
+        let split = value["split"].as_str().unwrap_or_default();
+        if split == "train" {
+            last_step = last_step.max(value["step"].as_u64().unwrap_or(0) as usize);
+        }
+        if split == "valid_epoch" || split == "train_epoch" {
+            let series = if split == "valid_epoch" {
+                &mut history.valid
+            } else {
+                &mut history.train
+            };
+            if series.len() < epoch {
+                series.resize(epoch, Default::default());
+            }
+            if let Some(map) = value.as_object() {
+                for (k, v) in map {
+                    if let Some(x) = v.as_f64() {
+                        if k != "epoch" {
+                            series[epoch - 1].insert(k.clone(), x);
+                        }
+                    }
+                }
+            }
+        }
+        kept.push(line);
+    }
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    std::fs::write(path, out).map_err(|e| Error::io(path, e))?;
+    Ok(last_step)
+}
+
+/// Trains (or resumes, when `resume` is set and the run directory has a checkpoint) and reports.
+pub fn run<B: AutodiffBackend>(
+    config: RunConfig,
+    options: RunOptions,
+    device: &B::Device,
+) -> Result<RunSummary> {
+    let start = Instant::now();
+    let resume = options.resume;
+    let config = config.resolve()?;
+    let task = config.glue_task()?;
+    let run_dir = config.output_dir.join(config.run_name());
+    std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+    let saved = saved_epochs(&run_dir);
+    let resume_epoch = if resume { saved.last().copied() } else { None };
+    if resume && resume_epoch.is_none() {
+        return Err(Error::Other(format!(
+            "--resume: no checkpoint in {}",
+            run_dir.join(CHECKPOINT_DIR).display()
+        )));
+    }
+    if !resume && !saved.is_empty() {
+        return Err(Error::Other(format!(
+            "{} already holds a run; pass --resume to continue it or choose another --run-name",
+            run_dir.display()
+        )));
+    }
+    let config_path = run_dir.join(CONFIG_FILE);
+    if resume_epoch.is_none() {
+        std::fs::write(&config_path, config.to_toml()?).map_err(|e| Error::io(&config_path, e))?;
+    }
+
+    let files = ModelSource::parse(&config.model)?.resolve(Path::new("models"))?;
+    let encoder = TextEncoder::from_file(
+        &files.tokenizer,
+        EncoderOptions {
+            max_len: config.max_len,
+            pad_id: None,
+        },
+    )?;
+    let data = load_data(&config, task, &encoder)?;
+    println!(
+        "task {} | method {} | model {} | train {} examples | dev {} | backend {}",
+        task,
+        config.method,
+        files.dir.display(),
+        data.train_examples,
+        data.dev
+            .iter()
+            .map(|(s, d)| format!("{s} {}", d.len()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        crate::backend::NAME
+    );
+
+    B::seed(device, config.seed);
+    let (model, report) = GlueModel::<B>::from_pretrained(&files.dir, task.num_labels(), device)?;
+    if !report.missing.is_empty() {
+        println!(
+            "freshly initialised (not in the checkpoint): {}",
+            report.missing.join(", ")
+        );
+    }
+    let model = model.inject_lora(&config.lora)?;
+    let (trainable, total) = count_params(&model);
+    println!("trainable parameters {trainable} of {total}");
+
+    let micro = config.micro_batch_size();
+    let iterations_per_epoch = data.train.len().div_ceil(micro);
+    let scheduler = WarmupLinear::new(
+        config.lr,
+        config.warmup_ratio,
+        config.epochs * iterations_per_epoch,
+    );
+    let optimizer = config.optimizer.init::<B, GlueModel<B>>()?;
+
+    let first_epoch = resume_epoch.map_or(1, |e| e + 1);
+    let order = if config.length_bucketing {
+        Order::Bucketed { seed: config.seed }
+    } else {
+        Order::Shuffled { seed: config.seed }
+    };
+    let train_loader = EpochLoader::<B>::new(
+        data.train.clone(),
+        micro,
+        order,
+        first_epoch,
+        device.clone(),
+    );
+    let (_, first_dev) = &data.dev[0];
+    let valid_loader = EpochLoader::<B::InnerBackend>::new(
+        first_dev.clone(),
+        config.eval_batch_size,
+        Order::Sequential,
+        first_epoch,
+        device.clone(),
+    );
+
+    let metrics_path = run_dir.join(METRICS_FILE);
+    let mut history = History::default();
+    let first_step = match resume_epoch {
+        Some(epoch) => restore_metrics(&metrics_path, epoch, &mut history)?,
+        None => {
+            std::fs::write(&metrics_path, "").map_err(|e| Error::io(&metrics_path, e))?;
+            0
+        }
+    };
+    let history = Arc::new(Mutex::new(history));
+    let task_metrics: Vec<String> = task
+        .metrics()
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect();
+    let mut logger = RunLogger::new(
+        &metrics_path,
+        task_metrics.clone(),
+        first_step,
+        history.clone(),
+    )?;
+    let training =
+        SupervisedTraining::new(&run_dir, Arc::new(train_loader), Arc::new(valid_loader));
+    let interrupter = training.interrupter();
+    if let Some(epoch) = options.stop_after_epoch {
+        logger = logger.stop_after(epoch, interrupter.clone());
+    }
+    if let Some(epoch) = resume_epoch {
+        logger = logger.resumed_after(epoch);
+    }
+    let mut training = training
+        .metric_train_numeric(LossMetric::default())
+        .metric_valid_numeric(LossMetric::default())
+        .metric_train_numeric(LearningRateMetric::new())
+        .metric_train_numeric(OrthogonalityMetric::default())
+        .with_metric_logger(logger)
+        .with_file_checkpointer(recorder())
+        .with_checkpointing_strategy(KeepLastAndBest {
+            saved: saved.clone(),
+            history: history.clone(),
+            metric: task.primary_metric().name().to_string(),
+        })
+        .num_epochs(config.epochs)
+        .summary();
+    for &metric in task.metrics() {
+        training = training.metric_valid_numeric(TaskMetric::new(task, metric));
+    }
+    if config.grad_accumulation > 1 {
+        training = training.grads_accumulation(config.grad_accumulation);
+    }
+    if let Some(epoch) = resume_epoch {
+        println!("resuming after epoch {epoch}");
+        training = training.checkpoint(epoch);
+    }
+    if !std::io::stdout().is_terminal() {
+        training = training.renderer(crate::train::metrics::LineRenderer::new(config.log_every));
+    }
+    let result = training.launch(Learner::new(model, optimizer, scheduler));
+    if interrupter.should_stop() {
+        let last = saved_epochs(&run_dir).last().copied().unwrap_or(0);
+        println!("interrupted; the last checkpoint is epoch {last}: continue with --resume");
+        return Ok(RunSummary {
+            completed: false,
+            run_dir,
+            best_epoch: 0,
+            dev_scores: Vec::new(),
+            results: Value::Null,
+        });
+    }
+
+    // The logger runs on burn-train's event thread: wait for the last epoch's summary.
+    let primary = task.primary_metric().name().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while history.lock().map(|h| h.valid.len()).unwrap_or(0) < config.epochs
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let series = history
+        .lock()
+        .map(|h| h.valid_series(&primary))
+        .unwrap_or_default();
+    let best = best_epoch(&series)
+        .ok_or_else(|| Error::Other("no validation metric was recorded".into()))?;
+    let best_path = run_dir.join(CHECKPOINT_DIR).join(format!("model-{best}"));
+    let record = Recorder::<B::InnerBackend>::load(&recorder(), best_path.clone(), device)
+        .map_err(|e| Error::Other(format!("{}: {e}", best_path.display())))?;
+    let best_model = result.model.load_record(record);
+
+    let mut dev_scores = Vec::new();
+    let mut best_predictions = Vec::new();
+    for (i, (split, data)) in data.dev.iter().enumerate() {
+        let (predictions, targets) = predict(&best_model, data, config.eval_batch_size, device);
+        dev_scores.push((*split, compute(task, &predictions, &targets)?));
+        if i == 0 {
+            best_predictions = predictions;
+        }
+    }
+
+    // Export the adapter and head in PEFT format, then prove it round-trips.
+    let adapter_dir = run_dir.join(ADAPTER_DIR);
+    let sidecar = json!({
+        "method": config.method.name(),
+        "manifold": config.lora.manifold,
+        "task": task.name(),
+        "num_labels": task.num_labels(),
+        "optimizer": config.optimizer,
+        "best_epoch": best,
+    });
+    best_model.save_peft(&config.lora, &config.model, &sidecar, &adapter_dir)?;
+    let reloaded =
+        GlueModel::<B::InnerBackend>::from_pretrained(&files.dir, task.num_labels(), device)?
+            .0
+            .load_peft(&adapter_dir)?;
+    let (reloaded_predictions, _) =
+        predict(&reloaded, &data.dev[0].1, config.eval_batch_size, device);
+    let reload_matches = reloaded_predictions == best_predictions;
+
+    let grams: Vec<(String, usize, Vec<f32>)> = adapter_b_factors(&best_model)
+        .into_iter()
+        .map(|(path, b)| {
+            let r = b.dims()[1];
+            let gram = b.clone().transpose().matmul(b);
+            let values = gram
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .unwrap_or_default();
+            (best_model.hf_module_path(&path), r, values)
+        })
+        .collect();
+    let title = format!("{} {} r={}", task, config.method, config.lora.rank);
+    let metrics = figures::read_metrics(&metrics_path)?;
+    figures::plot_run(&metrics, &title, &run_dir.join("training.png"))?;
+    if !grams.is_empty() {
+        figures::plot_gram_heatmaps(
+            &grams,
+            &format!("BᵀB per adapter, {title}"),
+            &run_dir.join("gram_heatmaps.png"),
+        )?;
+    }
+
+    let dev_json: serde_json::Map<String, Value> = dev_scores
+        .iter()
+        .map(|(split, scores)| {
+            let values: serde_json::Map<String, Value> = scores
+                .values
+                .iter()
+                .map(|(m, v)| (m.name().to_string(), json!(v)))
+                .collect();
+            (split.name().to_string(), Value::Object(values))
+        })
+        .collect();
+    let results = json!({
+        "task": task.name(),
+        "method": config.method.name(),
+        "rank": config.lora.rank,
+        "model": config.model,
+        "seed": config.seed,
+        "backend": crate::backend::NAME,
+        "best_epoch": best,
+        "primary_metric": primary,
+        "best_dev": series.get(best - 1),
+        "dev": dev_json,
+        "dev_by_epoch": series,
+        "epochs": config.epochs,
+        "train_examples": data.train_examples,
+        "skipped_rows": data.skipped_rows,
+        "trainable_params": trainable,
+        "total_params": total,
+        "wall_time_s": start.elapsed().as_secs_f64(),
+        "adapter_reload_reproduces_dev_predictions": reload_matches,
+        "resumed_after_epoch": resume_epoch,
+    });
+    let results_path = run_dir.join(RESULTS_FILE);
+    std::fs::write(
+        &results_path,
+        serde_json::to_string_pretty(&results).unwrap_or_default() + "\n",
+    )
+    .map_err(|e| Error::io(&results_path, e))?;
+    if !reload_matches {
+        return Err(Error::Other(format!(
+            "the exported adapter in {} does not reproduce the dev predictions",
+            adapter_dir.display()
+        )));
+    }
+    Ok(RunSummary {
+        completed: true,
+        run_dir,
+        best_epoch: best,
+        dev_scores,
+        results,
+    })
+}
+
+/// Predictions and gold labels of `model` on a split, in order.
+pub fn predict<B: Backend>(
+    model: &GlueModel<B>,
+    data: &Arc<TokenizedSplit>,
+    batch_size: usize,
+    device: &B::Device,
+) -> (Vec<Label>, Vec<Label>) {
+    let loader = EpochLoader::<B>::new(
+        data.clone(),
+        batch_size,
+        Order::Sequential,
+        1,
+        device.clone(),
+    );
+    let batches = loader.epoch_batches(1);
+    let (predictions, targets, _) =
+        evaluate(model, batches.iter().map(|idx| data.batch(idx, device)));
+    (predictions, targets)
+}

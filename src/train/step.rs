@@ -1,0 +1,344 @@
+//! The model a GLUE run trains, and what one training or evaluation step produces.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::Linear;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Tensor};
+use burn::train::metric::ItemLazy;
+use burn::train::{InferenceStep, TrainOutput, TrainStep};
+
+use crate::data::glue::Label;
+use crate::error::{Error, Result};
+use crate::lora::{adapter_b_factors, mean_orthogonality_error_of, LoraConfig};
+use crate::models::bert::{BertConfig, BertForSequenceClassification};
+use crate::models::deberta::{DebertaV2Config, DebertaV2ForSequenceClassification};
+use crate::models::loader::{self, LoadReport};
+use crate::models::{EncoderInput, InjectLora, SequenceClassifier};
+use crate::peft;
+use crate::train::batch::{GlueBatch, Targets};
+use crate::train::metrics::BatchOutcome;
+
+/// A sequence classifier of any supported architecture, chosen by `model_type` in config.json.
+///
+/// One model exists per run, so the size difference between the variants costs nothing; boxing
+/// them would take them out of Burn's `Module` derive.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum GlueModel<B: Backend> {
+    /// DeBERTa-v2/v3 (`model_type = "deberta-v2"`), the paper's model.
+    Deberta(DebertaV2ForSequenceClassification<B>),
+    /// BERT family (`bert`): bert-base, MiniLM, …
+    Bert(BertForSequenceClassification<B>),
+}
+
+/// `model_type` of a Hugging Face config.json.
+fn model_type(config_path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(config_path).map_err(|e| Error::io(config_path, e))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Model {
+        path: config_path.to_path_buf(),
+        msg: format!("invalid JSON: {e}"),
+    })?;
+    value
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| Error::Model {
+            path: config_path.to_path_buf(),
+            msg: "no `model_type` key".into(),
+        })
+}
+
+impl<B: Backend> GlueModel<B> {
+    /// A model with `num_labels` outputs built from the Hugging Face directory `dir` (config.json
+    /// and weights); the head is fresh when the checkpoint has none.
+    pub fn from_pretrained(
+        dir: &Path,
+        num_labels: usize,
+        device: &B::Device,
+    ) -> Result<(Self, LoadReport)> {
+        let model = Self::from_config(dir, num_labels, device)?;
+        let weights = loader::find_weights(dir)?;
+        model.load(&weights)
+    }
+
+    /// The architecture of `dir/config.json` with random weights.
+    pub fn from_config(dir: &Path, num_labels: usize, device: &B::Device) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        match model_type(&config_path)?.as_str() {
+            "deberta-v2" => {
+                let mut config = DebertaV2Config::from_file(&config_path)?;
+                config.num_labels = num_labels;
+                Ok(Self::Deberta(DebertaV2ForSequenceClassification::new(
+                    &config, device,
+                )?))
+            }
+            "bert" => {
+                let config = BertConfig::from_file(&config_path)?.with_num_labels(num_labels);
+                Ok(Self::Bert(BertForSequenceClassification::new(
+                    &config, device,
+                )))
+            }
+            other => Err(Error::Model {
+                path: config_path,
+                msg: format!("model_type `{other}` is not supported; supported: deberta-v2, bert"),
+            }),
+        }
+    }
+
+    /// Loads a checkpoint into the model.
+    pub fn load(mut self, weights: &Path) -> Result<(Self, LoadReport)> {
+        let report = match &mut self {
+            Self::Deberta(m) => m.load(weights)?,
+            Self::Bert(m) => m.load(weights)?,
+        };
+        Ok((self, report))
+    }
+
+    /// Freezes the backbone and adds adapters by Hugging Face module name.
+    pub fn inject_lora(self, config: &LoraConfig) -> Result<Self> {
+        Ok(match self {
+            Self::Deberta(m) => Self::Deberta(m.inject_lora(config)?),
+            Self::Bert(m) => Self::Bert(m.inject_lora(config)?),
+        })
+    }
+
+    /// The PEFT module path of the adapted layer at `rust_path`.
+    pub fn hf_module_path(&self, rust_path: &str) -> String {
+        match self {
+            Self::Deberta(m) => m.hf_module_path(rust_path),
+            Self::Bert(m) => m.hf_module_path(rust_path),
+        }
+    }
+
+    /// The trained head layers by PEFT module path (the `modules_to_save`): DeBERTa's pooler is
+    /// freshly initialised and trained, so it is saved with the classifier; BERT's pretrained
+    /// pooler stays frozen, as in PEFT.
+    fn heads(&self) -> Vec<(&'static str, &Linear<B>)> {
+        match self {
+            Self::Deberta(m) => vec![
+                ("pooler.dense", &m.pooler.dense),
+                ("classifier", &m.classifier),
+            ],
+            Self::Bert(m) => vec![("classifier", &m.classifier)],
+        }
+    }
+
+    /// Writes the adapters and trained head in PEFT format to `dir` (see [`crate::peft`]).
+    pub fn save_peft(
+        &self,
+        lora: &LoraConfig,
+        base_model: &str,
+        sidecar: &serde_json::Value,
+        dir: &Path,
+    ) -> Result<()> {
+        let heads: Vec<(String, _)> = self
+            .heads()
+            .into_iter()
+            .map(|(name, linear)| (name.to_string(), peft::linear_to_host(linear)))
+            .collect();
+        let modules_to_save = self
+            .heads()
+            .iter()
+            .map(|(name, _)| name.split('.').next().unwrap_or(name).to_string())
+            .collect();
+        let config = peft::PeftConfig::from_lora(lora, "SEQ_CLS", base_model, modules_to_save);
+        match self {
+            Self::Deberta(m) => peft::save(m, &heads, &config, sidecar, dir),
+            Self::Bert(m) => peft::save(m, &heads, &config, sidecar, dir),
+        }
+    }
+
+    /// Injects adapters as `dir/adapter_config.json` describes and loads them with the head from
+    /// `dir/adapter_model.safetensors`; any tensor the model cannot place is an error naming it.
+    pub fn load_peft(self, dir: &Path) -> Result<Self> {
+        let lora = peft::read_config(dir)?.to_lora()?;
+        let mut weights = peft::read_weights(dir)?;
+        let mut model = match self.inject_lora(&lora)? {
+            Self::Deberta(m) => Self::Deberta(peft::load_adapters(m, &mut weights)?),
+            Self::Bert(m) => Self::Bert(peft::load_adapters(m, &mut weights)?),
+        };
+        let mut take = |name: &str| -> Result<(peft::HostTensor, Option<peft::HostTensor>)> {
+            let weight = weights.remove(&format!("{name}.weight")).ok_or_else(|| {
+                Error::config(
+                    format!("{name}.weight"),
+                    format!("missing from {}", dir.display()),
+                )
+            })?;
+            Ok((weight, weights.remove(&format!("{name}.bias"))))
+        };
+        match &mut model {
+            Self::Deberta(m) => {
+                let (w, b) = take("pooler.dense")?;
+                m.pooler.dense =
+                    peft::linear_from_host(m.pooler.dense.clone(), "pooler.dense", &w, b.as_ref())?;
+                let (w, b) = take("classifier")?;
+                m.classifier =
+                    peft::linear_from_host(m.classifier.clone(), "classifier", &w, b.as_ref())?;
+            }
+            Self::Bert(m) => {
+                let (w, b) = take("classifier")?;
+                m.classifier =
+                    peft::linear_from_host(m.classifier.clone(), "classifier", &w, b.as_ref())?;
+            }
+        }
+        if !weights.is_empty() {
+            let keys: Vec<&String> = weights.keys().collect();
+            return Err(Error::Model {
+                path: dir.join(peft::ADAPTER_WEIGHTS),
+                msg: format!("unexpected tensors: {keys:?}"),
+            });
+        }
+        Ok(model)
+    }
+
+    /// Logits [batch, num_labels].
+    pub fn logits(&self, input: &EncoderInput<B>) -> Tensor<B, 2> {
+        match self {
+            Self::Deberta(m) => m.classify(input),
+            Self::Bert(m) => m.classify(input),
+        }
+    }
+
+    /// Loss (cross-entropy, or MSE for one output) and logits of a batch.
+    pub fn forward_batch(&self, batch: GlueBatch<B>) -> GlueOutput<B> {
+        let logits = self.logits(&batch.input);
+        let loss = match &batch.targets {
+            Targets::Classes(classes) => CrossEntropyLossConfig::new()
+                .init(&logits.device())
+                .forward(logits.clone(), classes.clone()),
+            Targets::Scores(scores) => {
+                let [n, _] = logits.dims();
+                (logits.clone().reshape([n]) - scores.clone())
+                    .square()
+                    .mean()
+            }
+        };
+        GlueOutput {
+            loss,
+            logits,
+            targets: batch.targets,
+            orthogonality: None,
+        }
+    }
+}
+
+/// Mean ‖BᵀB − I‖_F over the adapters, computed outside the autodiff graph.
+fn orthogonality<B: AutodiffBackend>(model: &GlueModel<B>) -> Option<Tensor<B::InnerBackend, 1>> {
+    mean_orthogonality_error_of(adapter_b_factors(model).into_iter().map(|(_, b)| b.inner()))
+}
+
+/// What a step returns, still on the device: read back only when metrics need it.
+#[derive(Debug, Clone)]
+pub struct GlueOutput<B: Backend> {
+    /// Mean loss [1].
+    pub loss: Tensor<B, 1>,
+    /// Logits [batch, num_labels].
+    pub logits: Tensor<B, 2>,
+    /// Gold targets.
+    pub targets: Targets<B>,
+    /// Mean ‖BᵀB − I‖_F over adapters [1] (training steps).
+    pub orthogonality: Option<Tensor<B, 1>>,
+}
+
+impl<B: Backend> GlueOutput<B> {
+    /// Predicted labels: argmax classes, or the score for a regression head.
+    pub fn predictions(&self) -> Vec<Label> {
+        let [n, k] = self.logits.dims();
+        let values = self
+            .logits
+            .to_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .unwrap_or_default();
+        (0..n)
+            .map(|i| {
+                let row = &values[i * k..(i + 1) * k];
+                if k == 1 {
+                    Label::Score(row[0])
+                } else {
+                    let best = row
+                        .iter()
+                        .enumerate()
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .map_or(0, |(j, _)| j);
+                    Label::Class(best)
+                }
+            })
+            .collect()
+    }
+}
+
+fn host_targets<B: Backend>(targets: &Targets<B>) -> Vec<Label> {
+    match targets {
+        Targets::Classes(t) => t
+            .to_data()
+            .convert::<i64>()
+            .to_vec::<i64>()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| Label::Class(c.max(0) as usize))
+            .collect(),
+        Targets::Scores(t) => t
+            .to_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .unwrap_or_default()
+            .into_iter()
+            .map(Label::Score)
+            .collect(),
+    }
+}
+
+impl<B: Backend> ItemLazy for GlueOutput<B> {
+    type ItemSync = BatchOutcome;
+
+    fn sync(self) -> BatchOutcome {
+        BatchOutcome {
+            loss: self.loss.clone().into_scalar().elem::<f64>(),
+            predictions: self.predictions(),
+            targets: host_targets(&self.targets),
+            orthogonality: self.orthogonality.map(|t| t.into_scalar().elem::<f64>()),
+        }
+    }
+}
+
+impl<B: AutodiffBackend> TrainStep for GlueModel<B> {
+    type Input = GlueBatch<B>;
+    type Output = GlueOutput<B>;
+
+    fn step(&self, batch: GlueBatch<B>) -> TrainOutput<GlueOutput<B>> {
+        let mut output = self.forward_batch(batch);
+        let grads = output.loss.backward();
+        output.orthogonality = orthogonality(self).map(Tensor::from_inner);
+        TrainOutput::new(self, grads, output)
+    }
+}
+
+impl<B: Backend> InferenceStep for GlueModel<B> {
+    type Input = GlueBatch<B>;
+    type Output = GlueOutput<B>;
+
+    fn step(&self, batch: GlueBatch<B>) -> GlueOutput<B> {
+        self.forward_batch(batch)
+    }
+}
+
+/// Evaluates `model` on batches, returning (predictions, targets, mean loss).
+pub fn evaluate<B: Backend>(
+    model: &GlueModel<B>,
+    batches: impl Iterator<Item = GlueBatch<B>>,
+) -> (Vec<Label>, Vec<Label>, f64) {
+    let (mut predictions, mut targets, mut loss_sum, mut count) = (Vec::new(), Vec::new(), 0.0, 0);
+    for batch in batches {
+        let out = model.forward_batch(batch).sync();
+        let n = out.targets.len();
+        loss_sum += out.loss * n as f64;
+        count += n;
+        predictions.extend(out.predictions);
+        targets.extend(out.targets);
+    }
+    (predictions, targets, loss_sum / count.max(1) as f64)
+}

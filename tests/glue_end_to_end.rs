@@ -1,0 +1,231 @@
+//! End to end through burn-train's Learner: the tiny random DeBERTa of the fixtures trains on a
+//! generated GLUE-format dataset, writes checkpoints, metrics and a PEFT adapter, and a run that is
+//! stopped after epoch 1 and resumed gives exactly the metrics of an uninterrupted run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::backend::{Autodiff, NdArray};
+use manifold_lora::train::run::{
+    run, RunOptions, RunSummary, ADAPTER_DIR, METRICS_FILE, RESULTS_FILE,
+};
+use manifold_lora::train::{Method, RunConfig};
+use tokenizers::models::wordlevel::WordLevel;
+use tokenizers::pre_tokenizers::whitespace::Whitespace;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::Tokenizer;
+
+type Train = Autodiff<NdArray<f32>>;
+
+const WORDS: [&str; 12] = [
+    "good", "bad", "film", "plot", "was", "the", "very", "not", "actors", "music", "fine", "dull",
+];
+
+/// A model directory: the tiny DeBERTa fixture (vocab 128) plus a word-level tokenizer whose ids
+/// stay inside that vocabulary.
+fn model_dir(root: &Path) -> Option<PathBuf> {
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deberta");
+    if !fixture.join("model.safetensors").is_file() {
+        assert!(
+            std::env::var("MANIFOLD_LORA_REQUIRE_SHARED")
+                .map_or(true, |v| v.is_empty() || v == "0"),
+            "fixture {} missing",
+            fixture.display()
+        );
+        eprintln!("SKIPPED: fixture {} missing", fixture.display());
+        return None;
+    }
+    let dir = root.join("tiny-deberta");
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
+    }
+    let mut vocab: HashMap<String, u32> = ["[PAD]", "[CLS]", "[SEP]", "[UNK]"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), i as u32))
+        .collect();
+    for (i, w) in WORDS.iter().enumerate() {
+        vocab.insert(w.to_string(), 4 + i as u32);
+    }
+    let model = WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("[UNK]".into())
+        .build()
+        .unwrap();
+    let mut tokenizer = Tokenizer::new(model);
+    tokenizer.with_pre_tokenizer(Some(Whitespace {}));
+    tokenizer.with_post_processor(Some(BertProcessing::new(
+        ("[SEP]".into(), 2),
+        ("[CLS]".into(), 1),
+    )));
+    tokenizer.save(dir.join("tokenizer.json"), false).unwrap();
+    Some(dir)
+}
+
+/// SST-2-format data: the label is whether "good" or "fine" appears (learnable in a few steps).
+fn data_dir(root: &Path) -> PathBuf {
+    let dir = root.join("glue");
+    let sst = dir.join("SST-2");
+    std::fs::create_dir_all(&sst).unwrap();
+    let mut state = 12345u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as usize
+    };
+    for (split, n) in [("train", 96), ("dev", 32)] {
+        let mut text = String::from("sentence\tlabel\n");
+        for _ in 0..n {
+            let len = 3 + next() % 5;
+            let words: Vec<&str> = (0..len).map(|_| WORDS[next() % WORDS.len()]).collect();
+            let label = words.iter().any(|w| *w == "good" || *w == "fine") as u8;
+            text.push_str(&format!("{} \t{label}\n", words.join(" ")));
+        }
+        std::fs::write(sst.join(format!("{split}.tsv")), text).unwrap();
+    }
+    dir
+}
+
+fn config(model: &Path, data: &Path, out: &Path, name: &str) -> RunConfig {
+    let mut config = RunConfig {
+        task: "sst2".into(),
+        method: Method::Stiefel,
+        model: model.display().to_string(),
+        data_dir: data.to_path_buf(),
+        output_dir: out.to_path_buf(),
+        run_name: Some(name.into()),
+        seed: 3,
+        max_len: 32,
+        batch_size: 16,
+        eval_batch_size: 16,
+        epochs: 2,
+        lr: 2e-3,
+        log_every: 1000,
+        ..RunConfig::default()
+    };
+    config.lora.rank = 4;
+    config.lora.alpha = 8.0;
+    config
+}
+
+fn lines(run: &RunSummary) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.run_dir.join(METRICS_FILE))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn trains_checkpoints_exports_and_resumes_identically() {
+    let root = tempfile::tempdir().unwrap();
+    let root = Box::leak(Box::new(root));
+    let Some(model) = model_dir(root.path()) else {
+        return;
+    };
+    let data = data_dir(root.path());
+    let out = root.path().join("runs");
+    let device = Default::default();
+
+    let straight = run::<Train>(
+        config(&model, &data, &out, "straight"),
+        RunOptions::default(),
+        &device,
+    )
+    .unwrap();
+    assert!(straight.completed);
+    for file in [
+        RESULTS_FILE,
+        METRICS_FILE,
+        "config.toml",
+        "training.png",
+        "gram_heatmaps.png",
+    ] {
+        assert!(straight.run_dir.join(file).is_file(), "{file} missing");
+    }
+    for file in [
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "manifold_lora.json",
+    ] {
+        assert!(
+            straight.run_dir.join(ADAPTER_DIR).join(file).is_file(),
+            "{file} missing"
+        );
+    }
+    let results = &straight.results;
+    assert_eq!(results["adapter_reload_reproduces_dev_predictions"], true);
+    assert_eq!(results["dev_by_epoch"].as_array().unwrap().len(), 2);
+    let metrics = lines(&straight);
+    let steps: Vec<&serde_json::Value> = metrics.iter().filter(|l| l["split"] == "train").collect();
+    assert_eq!(steps.len(), 2 * 96 / 16, "one line per step");
+    // Every step records the loss, the learning rate and the orthogonality error, and B stays
+    // near the Stiefel manifold.
+    for step in &steps {
+        assert!(step["loss"].as_f64().unwrap().is_finite());
+        assert!(step["lr"].as_f64().unwrap() >= 0.0);
+        assert!(step["BtB-I"].as_f64().unwrap() < 0.05, "{step}");
+    }
+    let epoch_loss = |e: u64| {
+        let line = metrics
+            .iter()
+            .find(|l| l["split"] == "train_epoch" && l["epoch"] == e)
+            .unwrap();
+        line["loss"].as_f64().unwrap()
+    };
+    assert!(
+        epoch_loss(2) < epoch_loss(1),
+        "loss {} → {}",
+        epoch_loss(1),
+        epoch_loss(2)
+    );
+
+    // Stop after epoch 1 (mid-run), then resume: identical to the uninterrupted run.
+    let cfg = config(&model, &data, &out, "resumed");
+    let stopped = run::<Train>(
+        cfg.clone(),
+        RunOptions {
+            resume: false,
+            stop_after_epoch: Some(1),
+        },
+        &device,
+    )
+    .unwrap();
+    assert!(!stopped.completed);
+    let resumed = run::<Train>(
+        cfg,
+        RunOptions {
+            resume: true,
+            stop_after_epoch: None,
+        },
+        &device,
+    )
+    .unwrap();
+    assert!(resumed.completed);
+    assert_eq!(resumed.results["resumed_after_epoch"], 1);
+    assert_eq!(
+        resumed.results["dev_by_epoch"],
+        straight.results["dev_by_epoch"]
+    );
+    assert_eq!(resumed.results["dev"], straight.results["dev"]);
+    assert_eq!(resumed.best_epoch, straight.best_epoch);
+    let strip = |ls: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
+        ls.into_iter().filter(|l| l["split"] == "train").collect()
+    };
+    assert_eq!(
+        strip(lines(&resumed)),
+        strip(lines(&straight)),
+        "per-step metrics identical"
+    );
+    let adapter = |r: &RunSummary| {
+        std::fs::read(
+            r.run_dir
+                .join(ADAPTER_DIR)
+                .join("adapter_model.safetensors"),
+        )
+        .unwrap()
+    };
+    assert_eq!(adapter(&resumed), adapter(&straight), "identical adapters");
+}
