@@ -52,6 +52,15 @@ pub struct PeftConfig {
     pub base_model_name_or_path: Option<String>,
     #[serde(default = "init_true")]
     pub init_lora_weights: bool,
+    /// Per-module ranks; only an empty map (one rank for all) is supported.
+    #[serde(default)]
+    pub rank_pattern: BTreeMap<String, serde_json::Value>,
+    /// Per-module alphas; only an empty map is supported.
+    #[serde(default)]
+    pub alpha_pattern: BTreeMap<String, serde_json::Value>,
+    /// Layer subset; only `null` (all layers) is supported.
+    #[serde(default)]
+    pub layers_to_transform: Option<serde_json::Value>,
 }
 
 fn none() -> String {
@@ -85,6 +94,9 @@ impl PeftConfig {
             inference_mode: true,
             base_model_name_or_path: Some(base_model.into()),
             init_lora_weights: true,
+            rank_pattern: BTreeMap::new(),
+            alpha_pattern: BTreeMap::new(),
+            layers_to_transform: None,
         }
     }
 
@@ -93,11 +105,25 @@ impl PeftConfig {
         if self.use_dora {
             return Err(Error::config("use_dora", "DoRA adapters are not supported"));
         }
-        if self.fan_in_fan_out {
-            return Err(Error::config(
-                "fan_in_fan_out",
-                "Conv1D-layout adapters are not supported",
-            ));
+        // `fan_in_fan_out` only says the *base* layer stores [in, out] (GPT-2's Conv1D); PEFT
+        // keeps lora_A [r, in] and lora_B [out, r] either way, which is our layout, so such
+        // adapters load as they are.
+        for (key, empty) in [
+            ("rank_pattern", self.rank_pattern.is_empty()),
+            ("alpha_pattern", self.alpha_pattern.is_empty()),
+            (
+                "layers_to_transform",
+                self.layers_to_transform
+                    .as_ref()
+                    .is_none_or(|v| v.is_null()),
+            ),
+        ] {
+            if !empty {
+                return Err(Error::config(
+                    key,
+                    "per-module ranks, alphas and layer subsets are not supported",
+                ));
+            }
         }
         if self.bias != "none" {
             return Err(Error::config(
@@ -375,4 +401,123 @@ pub fn load_adapters<B: Backend, M: Module<B> + InjectLora>(
         }
     }
     Ok(set_params(model, updates))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Option<std::path::PathBuf> {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        if dir.join(ADAPTER_WEIGHTS).is_file() {
+            return Some(dir);
+        }
+        let required =
+            std::env::var(crate::testing::REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
+        assert!(!required, "fixture {} missing", dir.display());
+        eprintln!("SKIPPED: fixture {} missing", dir.display());
+        None
+    }
+
+    #[test]
+    fn reads_a_real_peft_adapter() {
+        let Some(dir) = fixture("peft-deberta") else {
+            return;
+        };
+        let config = read_config(&dir).unwrap();
+        let lora = config.to_lora().unwrap();
+        assert_eq!((lora.rank, lora.alpha, lora.scale()), (4, 8.0, 2.0));
+        let mut targets = lora.target_modules.clone();
+        targets.sort();
+        assert_eq!(targets, ["query_proj", "value_proj"]);
+        let weights = read_weights(&dir).unwrap();
+        assert_eq!(
+            weights.len(),
+            10,
+            "8 LoRA factors + classifier weight and bias"
+        );
+        let a = &weights["deberta.encoder.layer.0.attention.self.query_proj.lora_A.weight"];
+        let b = &weights["deberta.encoder.layer.0.attention.self.query_proj.lora_B.weight"];
+        assert_eq!(
+            (a.shape.as_slice(), b.shape.as_slice()),
+            (&[4, 32][..], &[32, 4][..])
+        );
+        assert_eq!(weights["classifier.weight"].shape, [3, 32]);
+    }
+
+    #[test]
+    fn config_round_trips_through_json() {
+        let lora = LoraConfig {
+            rank: 16,
+            alpha: 32.0,
+            target_modules: vec!["query".into(), "value".into()],
+            scaling: LoraScaling::Rslora,
+            ..LoraConfig::default()
+        };
+        let config =
+            PeftConfig::from_lora(&lora, "SEQ_CLS", "org/model", vec!["classifier".into()]);
+        let json = serde_json::to_string(&config).unwrap();
+        let back: PeftConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, config);
+        let again = back.to_lora().unwrap();
+        assert_eq!(
+            (again.rank, again.alpha, again.scaling),
+            (16, 32.0, LoraScaling::Rslora)
+        );
+        assert_eq!(again.target_modules, lora.target_modules);
+    }
+
+    #[test]
+    fn unsupported_adapters_are_rejected_by_key() {
+        let base = PeftConfig::from_lora(&LoraConfig::default(), "SEQ_CLS", "m", vec![]);
+        let dora = PeftConfig {
+            use_dora: true,
+            ..base.clone()
+        };
+        assert!(dora.to_lora().unwrap_err().to_string().contains("use_dora"));
+        let mut ranks = base.clone();
+        ranks
+            .rank_pattern
+            .insert("query".into(), serde_json::json!(4));
+        assert!(ranks
+            .to_lora()
+            .unwrap_err()
+            .to_string()
+            .contains("rank_pattern"));
+        let gpt2 = PeftConfig {
+            fan_in_fan_out: true,
+            ..base
+        };
+        assert!(
+            gpt2.to_lora().is_ok(),
+            "Conv1D base layers keep PEFT's A/B layout"
+        );
+    }
+
+    #[test]
+    fn half_precision_weights_are_converted_and_bad_files_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let values = [1.5f32, -2.25, 0.125, 3.0];
+        let f16: Vec<u8> = values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect();
+        let view = TensorView::new(Dtype::F16, vec![2, 2], &f16).unwrap();
+        let path = dir.path().join(ADAPTER_WEIGHTS);
+        safetensors::serialize_to_file(
+            vec![("base_model.model.x.lora_A.weight", view)],
+            None,
+            &path,
+        )
+        .unwrap();
+        let weights = read_weights(dir.path()).unwrap();
+        assert_eq!(weights["x.lora_A.weight"].values, values);
+        std::fs::write(&path, b"not a safetensors file").unwrap();
+        let err = read_weights(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(ADAPTER_WEIGHTS), "{err}");
+        std::fs::write(dir.path().join(ADAPTER_CONFIG), r#"{"peft_type": "IA3"}"#).unwrap();
+        assert!(read_config(dir.path()).is_err());
+    }
 }

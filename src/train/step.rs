@@ -160,26 +160,32 @@ impl<B: Backend> GlueModel<B> {
             Self::Deberta(m) => Self::Deberta(peft::load_adapters(m, &mut weights)?),
             Self::Bert(m) => Self::Bert(peft::load_adapters(m, &mut weights)?),
         };
-        let mut take = |name: &str| -> Result<(peft::HostTensor, Option<peft::HostTensor>)> {
-            let weight = weights.remove(&format!("{name}.weight")).ok_or_else(|| {
+        // PEFT itself saves only the classifier (its default modules_to_save); our exports add
+        // DeBERTa's trained pooler. Without it, the model's own pooler stays.
+        let required = |name: &str, head: Option<_>| {
+            head.ok_or_else(|| {
                 Error::config(
                     format!("{name}.weight"),
                     format!("missing from {}", dir.display()),
                 )
-            })?;
-            Ok((weight, weights.remove(&format!("{name}.bias"))))
+            })
         };
         match &mut model {
             Self::Deberta(m) => {
-                let (w, b) = take("pooler.dense")?;
-                m.pooler.dense =
-                    peft::linear_from_host(m.pooler.dense.clone(), "pooler.dense", &w, b.as_ref())?;
-                let (w, b) = take("classifier")?;
+                if let Some((w, b)) = take_head(&mut weights, "pooler.dense") {
+                    m.pooler.dense = peft::linear_from_host(
+                        m.pooler.dense.clone(),
+                        "pooler.dense",
+                        &w,
+                        b.as_ref(),
+                    )?;
+                }
+                let (w, b) = required("classifier", take_head(&mut weights, "classifier"))?;
                 m.classifier =
                     peft::linear_from_host(m.classifier.clone(), "classifier", &w, b.as_ref())?;
             }
             Self::Bert(m) => {
-                let (w, b) = take("classifier")?;
+                let (w, b) = required("classifier", take_head(&mut weights, "classifier"))?;
                 m.classifier =
                     peft::linear_from_host(m.classifier.clone(), "classifier", &w, b.as_ref())?;
             }
@@ -223,6 +229,15 @@ impl<B: Backend> GlueModel<B> {
             orthogonality: None,
         }
     }
+}
+
+/// Removes `name.weight` (and `name.bias`) from adapter weights, if present.
+fn take_head(
+    weights: &mut std::collections::BTreeMap<String, peft::HostTensor>,
+    name: &str,
+) -> Option<(peft::HostTensor, Option<peft::HostTensor>)> {
+    let weight = weights.remove(&format!("{name}.weight"))?;
+    Some((weight, weights.remove(&format!("{name}.bias"))))
 }
 
 /// Mean ‖BᵀB − I‖_F over the adapters, computed outside the autodiff graph.
@@ -341,4 +356,92 @@ pub fn evaluate<B: Backend>(
         targets.extend(out.targets);
     }
     (predictions, targets, loss_sum / count.max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lora::{param_values, set_params, LoraModule};
+    use crate::models::fixtures::{max_abs_diff, Fixture};
+    use burn::backend::NdArray;
+    use burn::tensor::Distribution;
+
+    type Nd = NdArray<f32>;
+
+    fn input(fixture: &Fixture, device: &burn::tensor::Device<Nd>) -> EncoderInput<Nd> {
+        EncoderInput {
+            input_ids: fixture.int2("input_ids", device),
+            attention_mask: fixture.int2("attention_mask", device),
+            token_type_ids: fixture
+                .has("token_type_ids")
+                .then(|| fixture.int2("token_type_ids", device)),
+        }
+    }
+
+    #[test]
+    fn adapters_saved_by_peft_reproduce_peft_logits() {
+        let device = Default::default();
+        for (base, adapter, labels) in [("deberta", "peft-deberta", 3), ("bert", "peft-bert", 2)] {
+            let (Some(base), Some(adapter)) = (Fixture::load(base), Fixture::load(adapter)) else {
+                return;
+            };
+            let (model, _) = GlueModel::<Nd>::from_pretrained(&base.dir, labels, &device).unwrap();
+            let plain = model.logits(&input(&adapter, &device));
+            let model = model.load_peft(&adapter.dir).unwrap();
+            let logits = model.logits(&input(&adapter, &device));
+            let expected = adapter.f32("logits");
+            let diff = max_abs_diff(logits, &expected);
+            assert!(diff <= 1e-4, "{}: {diff}", adapter.dir.display());
+            // The adapter matters, so matching PEFT is informative.
+            assert!(max_abs_diff(plain, &expected) > 1e-2);
+        }
+    }
+
+    #[test]
+    fn exported_adapters_reload_bit_for_bit() {
+        let Some(base) = Fixture::load("deberta") else {
+            return;
+        };
+        let device = Default::default();
+        let lora = LoraConfig {
+            rank: 2,
+            alpha: 4.0,
+            target_modules: vec!["query_proj".into(), "value_proj".into()],
+            ..LoraConfig::default()
+        };
+        let (model, _) = GlueModel::<Nd>::from_pretrained(&base.dir, 2, &device).unwrap();
+        let model = model.inject_lora(&lora).unwrap();
+        // Non-zero A everywhere, so the adapters change the output.
+        let ids = model.lora_adapters().iter().map(|a| a.lora_a).collect();
+        let random = param_values(&model, &ids)
+            .into_iter()
+            .map(|(id, t)| (id, t.random_like(Distribution::Normal(0.0, 0.3))))
+            .collect();
+        let model = set_params(model, random);
+        let dir = tempfile::tempdir().unwrap();
+        model
+            .save_peft(
+                &lora,
+                "tests/fixtures/deberta",
+                &serde_json::json!({"manifold": "stiefel"}),
+                dir.path(),
+            )
+            .unwrap();
+        let config = peft::read_config(dir.path()).unwrap();
+        assert_eq!(
+            config.modules_to_save,
+            Some(vec!["pooler".into(), "classifier".into()])
+        );
+        let (fresh, _) = GlueModel::<Nd>::from_pretrained(&base.dir, 2, &device).unwrap();
+        let reloaded = fresh.load_peft(dir.path()).unwrap();
+        let x = input(&base, &device);
+        assert_eq!(
+            model.logits(&x).into_data(),
+            reloaded.logits(&x).into_data()
+        );
+        // A head that does not fit the model (2 labels saved, 3 wanted) is refused, naming it.
+        let (fresh, _) = GlueModel::<Nd>::from_pretrained(&base.dir, 3, &device).unwrap();
+        let err = fresh.load_peft(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("classifier"), "{err}");
+    }
 }
