@@ -99,6 +99,8 @@ fn config(model: &Path, data: &Path, out: &Path, name: &str) -> RunConfig {
         seed: 3,
         max_len: 32,
         batch_size: 16,
+        // Two micro-batches of 8 per optimizer step: accumulation is on the path under test.
+        grad_accumulation: 2,
         eval_batch_size: 16,
         epochs: 2,
         lr: 2e-3,
@@ -160,7 +162,11 @@ fn trains_checkpoints_exports_and_resumes_identically() {
     assert_eq!(results["dev_by_epoch"].as_array().unwrap().len(), 2);
     let metrics = lines(&straight);
     let steps: Vec<&serde_json::Value> = metrics.iter().filter(|l| l["split"] == "train").collect();
-    assert_eq!(steps.len(), 2 * 96 / 16, "one line per step");
+    assert_eq!(
+        steps.len(),
+        2 * 96 / 8,
+        "one line per (micro-batch) iteration"
+    );
     // Every step records the loss, the learning rate and the orthogonality error, and B stays
     // near the Stiefel manifold.
     for step in &steps {

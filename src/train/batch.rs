@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 
@@ -59,30 +60,45 @@ impl TokenizedSplit {
 
     /// The batch of examples `indices`, padded to its longest member, on `device`.
     pub fn batch<B: Backend>(&self, indices: &[usize], device: &B::Device) -> GlueBatch<B> {
-        let items: Vec<&Encoded> = indices.iter().map(|&i| &self.encoded[i]).collect();
-        let input = pad_batch(&items, self.pad_id).to_input(device);
-        let labels: Vec<Label> = indices.iter().map(|&i| self.labels[i]).collect();
-        let targets = match labels.first() {
-            Some(Label::Score(_)) => Targets::Scores(Tensor::from_data(
-                TensorData::new(
-                    labels
-                        .iter()
-                        .map(|l| l.score().unwrap_or(f32::NAN))
-                        .collect::<Vec<f32>>(),
-                    [labels.len()],
-                ),
-                device,
-            )),
-            _ => Targets::Classes(Tensor::from_data(
-                TensorData::new(
-                    labels
-                        .iter()
-                        .map(|l| l.class().map_or(-1, |c| c as i64))
-                        .collect::<Vec<i64>>(),
-                    [labels.len()],
-                ),
-                device,
-            )),
+        let items = indices
+            .iter()
+            .map(|&i| (&self.encoded[i], self.labels[i]))
+            .collect();
+        GlueBatcher {
+            pad_id: self.pad_id,
+        }
+        .batch(items, device)
+    }
+}
+
+/// Burn's `Batcher` for tokenised GLUE examples: dynamic padding to the longest example and the
+/// gold labels as class indices or regression scores.
+#[derive(Debug, Clone, Copy)]
+pub struct GlueBatcher {
+    /// Padding id of the tokenizer.
+    pub pad_id: u32,
+}
+
+impl<'a, B: Backend> Batcher<B, (&'a Encoded, Label), GlueBatch<B>> for GlueBatcher {
+    fn batch(&self, items: Vec<(&'a Encoded, Label)>, device: &B::Device) -> GlueBatch<B> {
+        let encoded: Vec<&Encoded> = items.iter().map(|(e, _)| *e).collect();
+        let input = pad_batch(&encoded, self.pad_id).to_input(device);
+        let n = items.len();
+        let targets = match items.first() {
+            Some((_, Label::Score(_))) => {
+                let scores: Vec<f32> = items
+                    .iter()
+                    .map(|(_, l)| l.score().unwrap_or(f32::NAN))
+                    .collect();
+                Targets::Scores(Tensor::from_data(TensorData::new(scores, [n]), device))
+            }
+            _ => {
+                let classes: Vec<i64> = items
+                    .iter()
+                    .map(|(_, l)| l.class().map_or(-1, |c| c as i64))
+                    .collect();
+                Targets::Classes(Tensor::from_data(TensorData::new(classes, [n]), device))
+            }
         };
         GlueBatch { input, targets }
     }
