@@ -57,6 +57,28 @@ pub enum PenaltyScaling {
     Unscaled,
 }
 
+/// Which normalisation of the penalty R the weight μ multiplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PenaltyConvention {
+    /// R = ‖BᵀB − I‖², ∇R = 4B(BᵀB − I) (the issue's choice).
+    #[default]
+    Full,
+    /// R = ¼‖BᵀB − I‖², ∇R = B(BᵀB − I) (the landing literature's convention): the same step
+    /// with μ/4, so an unscaled penalty is stable for μ < 1 instead of μ < ¼.
+    Quarter,
+}
+
+impl PenaltyConvention {
+    /// Factor turning μ into the weight of ‖BᵀB − I‖² (whose gradient has the factor 4).
+    pub fn weight(self) -> f64 {
+        match self {
+            PenaltyConvention::Full => 1.0,
+            PenaltyConvention::Quarter => 0.25,
+        }
+    }
+}
+
 /// Settings of [`ManifoldAdamW`]; serde so experiment TOML files carry them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -85,6 +107,8 @@ pub struct ManifoldAdamWConfig {
     pub step_schedule: StepSchedule,
     /// Penalty step scaled by η(B) or not.
     pub penalty_scaling: PenaltyScaling,
+    /// Normalisation of R that μ multiplies (the ¼ factor of the landing papers or not).
+    pub penalty_convention: PenaltyConvention,
     /// Power iterations per step for the spectral norms (the vector is warm-started).
     pub power_iterations: usize,
 }
@@ -104,6 +128,7 @@ impl Default for ManifoldAdamWConfig {
             norm_power: 1.0,
             step_schedule: StepSchedule::PartnerInverse,
             penalty_scaling: PenaltyScaling::StepSize,
+            penalty_convention: PenaltyConvention::Full,
             power_iterations: 1,
         }
     }
@@ -160,15 +185,20 @@ impl ManifoldAdamWConfig {
                 return Err(Error::config(key("power_iterations"), "must be at least 1"));
             }
         }
+        let weight = self.mu * self.penalty_convention.weight();
         if self.penalty_scaling == PenaltyScaling::Unscaled
-            && self.mu >= 0.25
+            && weight >= 0.25
             && self.manifold != Manifold::Euclidean
         {
+            let bound = 0.25 / self.penalty_convention.weight();
             return Err(Error::config(
                 key("mu"),
                 format!(
-                    "penalty_scaling = \"unscaled\" needs μ < 1/4 (the step σ ↦ σ − 4μσ(σ²−1) diverges \
-                     for μ ≥ 1/4); got μ = {}. Use penalty_scaling = \"step_size\" for the paper's μ ≈ 1",
+                    "penalty_scaling = \"unscaled\" needs μ < {bound} with penalty_convention = \
+                     \"{:?}\" (the step σ ↦ σ − 4wσ(σ²−1), w = {}μ, diverges for w ≥ 1/4); got μ = {}. \
+                     Use penalty_scaling = \"step_size\" for the paper's μ ≈ 1",
+                    self.penalty_convention,
+                    self.penalty_convention.weight(),
                     self.mu
                 ),
             ));
@@ -397,9 +427,10 @@ where
             if c.manifold == Manifold::Euclidean || c.mu == 0.0 {
                 return stepped;
             }
+            let weight = c.mu * c.penalty_convention.weight();
             let penalty_step = match c.penalty_scaling {
-                PenaltyScaling::StepSize => eta_b * c.mu,
-                PenaltyScaling::Unscaled => c.mu,
+                PenaltyScaling::StepSize => eta_b * weight,
+                PenaltyScaling::Unscaled => weight,
             };
             penalty_descent(c.manifold, stepped, penalty_step)
         });
@@ -805,6 +836,36 @@ mod tests {
     }
 
     #[test]
+    fn quarter_convention_is_the_full_penalty_with_a_quarter_of_mu() {
+        let quarter = ManifoldAdamWConfig {
+            mu: 1.2,
+            penalty_convention: PenaltyConvention::Quarter,
+            ..Default::default()
+        };
+        let full = ManifoldAdamWConfig {
+            mu: 0.3,
+            ..Default::default()
+        };
+        let base = set_adapter(
+            net(Manifold::Stiefel, 6, 5, 2),
+            values(2, 6, 0.1, 0.5),
+            values(5, 2, 0.2, 0.7),
+        );
+        let (mut oq, mut of) = (
+            quarter.init::<AD, Net<AD>>().unwrap(),
+            full.init::<AD, Net<AD>>().unwrap(),
+        );
+        let (mut mq, mut mf) = (base.clone(), base);
+        for seed in 0..2 {
+            let (gq, gf) = (random_grads(&mq, seed), random_grads(&mf, seed));
+            mq = oq.step(1e-2, mq, gq);
+            mf = of.step(1e-2, mf, gf);
+        }
+        let b = |m: &Net<AD>| m.layer.adapter.as_ref().unwrap().lora_b.val();
+        assert!((b(&mq) - b(&mf)).abs().max().into_scalar() < 1e-7);
+    }
+
+    #[test]
     fn toy_regression_on_stiefel_converges_and_stays_orthonormal() {
         let (first, last, dist) = toy_regression(Manifold::Stiefel);
         assert!(last * 100.0 <= first, "loss {first} → {last}");
@@ -862,6 +923,18 @@ mod tests {
         };
         let err = unscaled.validate().unwrap_err().to_string();
         assert!(err.contains("optimizer.mu") && err.contains("1/4"), "{err}");
+        // With the ¼ convention the same μ = 0.8 is a weight of 0.2: stable, accepted.
+        let quarter = ManifoldAdamWConfig {
+            penalty_convention: PenaltyConvention::Quarter,
+            ..unscaled.clone()
+        };
+        assert!(quarter.validate().is_ok());
+        let too_big = ManifoldAdamWConfig { mu: 1.0, ..quarter };
+        assert!(too_big
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("μ < 1"));
         let ok = ManifoldAdamWConfig {
             mu: 0.2,
             ..unscaled

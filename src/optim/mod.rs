@@ -5,4 +5,6 @@ pub mod landing;
 pub mod manifold_adamw;
 
 pub use landing::{EigenProblem, Landing, Retraction, RetractionKind};
-pub use manifold_adamw::{ManifoldAdamW, ManifoldAdamWConfig, PenaltyScaling, StepSchedule};
+pub use manifold_adamw::{
+    ManifoldAdamW, ManifoldAdamWConfig, PenaltyConvention, PenaltyScaling, StepSchedule,
+};
