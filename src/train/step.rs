@@ -398,6 +398,31 @@ mod tests {
     }
 
     #[test]
+    fn pytorch_bin_checkpoints_load_like_safetensors() {
+        let Some(reference) = Fixture::load("bert") else {
+            return;
+        };
+        // The same weights saved by torch.save (tests/fixtures/make_fixtures.py).
+        let bin = reference.dir.with_file_name("bert-bin");
+        assert!(
+            bin.join("pytorch_model.bin").is_file(),
+            "{} missing",
+            bin.display()
+        );
+        let device = Default::default();
+        let (model, report) = GlueModel::<Nd>::from_pretrained(&bin, 2, &device).unwrap();
+        assert!(
+            report.missing.is_empty() && report.unused.is_empty(),
+            "{report:?}"
+        );
+        let diff = max_abs_diff(
+            model.logits(&input(&reference, &device)),
+            &reference.f32("logits"),
+        );
+        assert!(diff <= 1e-4, "{diff}");
+    }
+
+    #[test]
     fn exported_adapters_reload_bit_for_bit() {
         let Some(base) = Fixture::load("deberta") else {
             return;
