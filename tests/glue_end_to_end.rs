@@ -160,6 +160,13 @@ fn trains_checkpoints_exports_and_resumes_identically() {
     let results = &straight.results;
     assert_eq!(results["adapter_reload_reproduces_dev_predictions"], true);
     assert_eq!(results["dev_by_epoch"].as_array().unwrap().len(), 2);
+    // At lr 2e-3 with the default step-size-scaled penalty, B stays within a few percent of
+    // the Stiefel manifold (the step-wise trace below bounds the mean, this the worst adapter).
+    let max_distance = results["manifold_distance_max"].as_f64().unwrap();
+    assert!(
+        max_distance < 0.1,
+        "worst ‖BᵀB − I‖_F of the best model {max_distance}"
+    );
     let metrics = lines(&straight);
     let steps: Vec<&serde_json::Value> = metrics.iter().filter(|l| l["split"] == "train").collect();
     assert_eq!(

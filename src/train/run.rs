@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use burn::module::Module;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::ElementConversion;
 use burn::train::checkpoint::{CheckpointingAction, CheckpointingStrategy};
 use burn::train::metric::store::EventStoreClient;
 use burn::train::metric::LearningRateMetric;
@@ -25,6 +26,7 @@ use crate::data::rng::SplitMix64;
 use crate::data::tokenize::{EncoderOptions, TextEncoder};
 use crate::error::{Error, Result};
 use crate::lora::{adapter_b_factors, count_params};
+use crate::manifold::{distance, Manifold};
 use crate::metrics::{compute, TaskScores};
 use crate::models::source::ModelSource;
 
@@ -451,7 +453,17 @@ pub fn run<B: AutodiffBackend>(
         predict(&reloaded, &data.dev[0].1, config.eval_batch_size, device);
     let reload_matches = reloaded_predictions == best_predictions;
 
-    let grams: Vec<(String, usize, Vec<f32>)> = adapter_b_factors(&best_model)
+    let factors = adapter_b_factors(&best_model);
+    // Distance of each B to its own manifold (for the sphere, ‖BᵀB − I‖ is not the constraint:
+    // only its diagonal is), reported as mean and max over adapters.
+    let distances: Vec<f64> = match config.lora.manifold {
+        Manifold::Euclidean => Vec::new(),
+        manifold => factors
+            .iter()
+            .map(|(_, b)| distance(manifold, b.clone()).into_scalar().elem::<f64>())
+            .collect(),
+    };
+    let grams: Vec<(String, usize, Vec<f32>)> = factors
         .into_iter()
         .map(|(path, b)| {
             let r = b.dims()[1];
@@ -505,6 +517,9 @@ pub fn run<B: AutodiffBackend>(
         "total_params": total,
         "wall_time_s": start.elapsed().as_secs_f64(),
         "adapter_reload_reproduces_dev_predictions": reload_matches,
+        "manifold_distance_mean": (!distances.is_empty())
+            .then(|| distances.iter().sum::<f64>() / distances.len() as f64),
+        "manifold_distance_max": distances.iter().copied().reduce(f64::max),
         "resumed_after_epoch": resume_epoch,
     });
     let results_path = run_dir.join(RESULTS_FILE);
