@@ -106,10 +106,15 @@ impl<B: Backend> GlueModel<B> {
     }
 
     /// The PEFT module path of the adapted layer at `rust_path`.
+    ///
+    /// Paths found by walking a `GlueModel` start with the enum variant (`Bert.`, `Deberta.`),
+    /// which is not part of the wrapped model's tree; both forms are accepted.
     pub fn hf_module_path(&self, rust_path: &str) -> String {
         match self {
-            Self::Deberta(m) => m.hf_module_path(rust_path),
-            Self::Bert(m) => m.hf_module_path(rust_path),
+            Self::Deberta(m) => {
+                m.hf_module_path(rust_path.strip_prefix("Deberta.").unwrap_or(rust_path))
+            }
+            Self::Bert(m) => m.hf_module_path(rust_path.strip_prefix("Bert.").unwrap_or(rust_path)),
         }
     }
 
