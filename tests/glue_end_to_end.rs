@@ -102,7 +102,7 @@ fn config(model: &Path, data: &Path, out: &Path, name: &str) -> RunConfig {
         // Two micro-batches of 8 per optimizer step: accumulation is on the path under test.
         grad_accumulation: 2,
         eval_batch_size: 16,
-        epochs: 2,
+        epochs: 3,
         lr: 2e-3,
         log_every: 1000,
         ..RunConfig::default()
@@ -159,7 +159,7 @@ fn trains_checkpoints_exports_and_resumes_identically() {
     }
     let results = &straight.results;
     assert_eq!(results["adapter_reload_reproduces_dev_predictions"], true);
-    assert_eq!(results["dev_by_epoch"].as_array().unwrap().len(), 2);
+    assert_eq!(results["dev_by_epoch"].as_array().unwrap().len(), 3);
     // At lr 2e-3 with the default step-size-scaled penalty, B stays within a few percent of
     // the Stiefel manifold (the step-wise trace below bounds the mean, this the worst adapter).
     let max_distance = results["manifold_distance_max"].as_f64().unwrap();
@@ -171,7 +171,7 @@ fn trains_checkpoints_exports_and_resumes_identically() {
     let steps: Vec<&serde_json::Value> = metrics.iter().filter(|l| l["split"] == "train").collect();
     assert_eq!(
         steps.len(),
-        2 * 96 / 8,
+        3 * 96 / 8,
         "one line per (micro-batch) iteration"
     );
     // Every step records the loss, the learning rate and the orthogonality error, and B stays
@@ -179,7 +179,7 @@ fn trains_checkpoints_exports_and_resumes_identically() {
     for step in &steps {
         assert!(step["loss"].as_f64().unwrap().is_finite());
         assert!(step["lr"].as_f64().unwrap() >= 0.0);
-        assert!(step["BtB-I"].as_f64().unwrap() < 0.05, "{step}");
+        assert!(step["BtB-I"].as_f64().unwrap() < 0.1, "{step}");
     }
     let epoch_loss = |e: u64| {
         let line = metrics
@@ -189,13 +189,20 @@ fn trains_checkpoints_exports_and_resumes_identically() {
         line["loss"].as_f64().unwrap()
     };
     assert!(
-        epoch_loss(2) < epoch_loss(1),
+        epoch_loss(3) < epoch_loss(1),
         "loss {} → {}",
         epoch_loss(1),
-        epoch_loss(2)
+        epoch_loss(3)
     );
+    let epochs: Vec<u64> = metrics
+        .iter()
+        .filter(|l| l["split"] == "train")
+        .map(|l| l["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(epochs.iter().filter(|&&e| e == 3).count(), 96 / 8);
 
-    // Stop after epoch 1 (mid-run), then resume: identical to the uninterrupted run.
+    // Stop after epoch 1 (mid-run), then resume for epochs 2 and 3: identical to the
+    // uninterrupted run, epoch numbering included.
     let cfg = config(&model, &data, &out, "resumed");
     let stopped = run::<Train>(
         cfg.clone(),

@@ -258,9 +258,11 @@ pub struct RunLogger {
     global_step: usize,
     history: Arc<Mutex<History>>,
     stop: Option<(usize, Interrupter)>,
-    /// burn-train numbers the epochs it logs from 1 in every launch, while epoch summaries carry
-    /// the true epoch: after resuming at epoch k, logged epoch e is true epoch e + k.
+    /// burn-train's event store numbers the first epoch it logs per split as 1 in every launch,
+    /// and later ones from the true epoch of the previous summary: after resuming at epoch k, the
+    /// first logged epoch is k + 1 in truth. Splits whose first summary came are listed here.
     epoch_offset: usize,
+    summarised: std::collections::HashSet<String>,
 }
 
 /// The `metrics.jsonl` key of a metric: burn-train's "Learning Rate" is written `lr`.
@@ -305,6 +307,7 @@ impl RunLogger {
             history,
             stop: None,
             epoch_offset: 0,
+            summarised: Default::default(),
         })
     }
 
@@ -348,8 +351,12 @@ impl RunLogger {
 
 impl MetricLogger for RunLogger {
     fn log(&mut self, update: MetricsUpdate, epoch: usize, split: &Split) {
-        let epoch = epoch + self.epoch_offset;
         let split = split_name(split);
+        let epoch = if self.summarised.contains(&split) {
+            epoch
+        } else {
+            epoch + self.epoch_offset
+        };
         let mut line = Map::new();
         for numeric in &update.entries_numeric {
             let Some(def) = self.definitions.get(&numeric.entry.metric_id) else {
@@ -383,7 +390,6 @@ impl MetricLogger for RunLogger {
         epoch: usize,
         split: &Split,
     ) -> std::result::Result<Vec<NumericEntry>, String> {
-        let epoch = epoch + self.epoch_offset;
         let split = split_name(split);
         Ok(self
             .epoch_value(&split, epoch, name)
@@ -399,6 +405,7 @@ impl MetricLogger for RunLogger {
     fn log_epoch_summary(&mut self, summary: EpochSummary) {
         let split = split_name(&summary.split);
         let epoch = summary.epoch_number;
+        self.summarised.insert(split.clone());
         let names: Vec<String> = self
             .store
             .entries
