@@ -11,15 +11,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::Module;
-use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
-    Linear,
-};
+use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::{activation, backend::Backend, Int, Tensor};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::lora::{LoraConfig, LoraLinear};
+use crate::models::common::{hf_embedding, hf_linear, Intermediate, ResidualOutput};
 use crate::models::loader::{
     find_weights, load_weights, parse_config, read_config_file, LoadReport, WeightRules,
 };
@@ -172,31 +170,6 @@ impl BertConfig {
     }
 }
 
-/// A Linear initialised as transformers' `_init_weights` does (N(0, σ) weight, zero bias), so a
-/// fresh head starts like a fresh head in transformers.
-pub(crate) fn hf_linear<B: Backend>(
-    d_in: usize,
-    d_out: usize,
-    std: f64,
-    device: &B::Device,
-) -> Linear<B> {
-    Linear {
-        weight: Initializer::Normal { mean: 0.0, std }.init_with(
-            [d_in, d_out],
-            Some(d_in),
-            Some(d_out),
-            device,
-        ),
-        bias: Some(Initializer::Zeros.init([d_out], device)),
-    }
-}
-
-fn hf_embedding<B: Backend>(n: usize, d: usize, std: f64, device: &B::Device) -> Embedding<B> {
-    EmbeddingConfig::new(n, d)
-        .with_initializer(Initializer::Normal { mean: 0.0, std })
-        .init(device)
-}
-
 /// Word, position and token-type embeddings, summed and normalised.
 #[derive(Module, Debug)]
 pub struct BertEmbeddings<B: Backend> {
@@ -280,19 +253,7 @@ impl<B: Backend> BertSelfAttention<B> {
 }
 
 /// HF `BertSelfOutput` (`attention.output`): projection, dropout, residual, LayerNorm.
-#[derive(Module, Debug)]
-pub struct BertSelfOutput<B: Backend> {
-    pub dense: LoraLinear<B>,
-    pub layer_norm: LayerNorm<B>,
-    pub dropout: Dropout,
-}
-
-impl<B: Backend> BertSelfOutput<B> {
-    fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.layer_norm
-            .forward(self.dropout.forward(self.dense.forward(x)) + residual)
-    }
-}
+pub type BertSelfOutput<B> = ResidualOutput<B>;
 
 /// HF `BertAttention`.
 #[derive(Module, Debug)]
@@ -303,20 +264,10 @@ pub struct BertAttention<B: Backend> {
 }
 
 /// HF `BertIntermediate`: the FFN's expansion and activation.
-#[derive(Module, Debug)]
-pub struct BertIntermediate<B: Backend> {
-    pub dense: LoraLinear<B>,
-    #[module(skip)]
-    pub activation: Activation,
-}
+pub type BertIntermediate<B> = Intermediate<B>;
 
 /// HF `BertOutput`: the FFN's projection back, dropout, residual, LayerNorm.
-#[derive(Module, Debug)]
-pub struct BertOutput<B: Backend> {
-    pub dense: LoraLinear<B>,
-    pub layer_norm: LayerNorm<B>,
-    pub dropout: Dropout,
-}
+pub type BertOutput<B> = ResidualOutput<B>;
 
 /// HF `BertLayer`.
 #[derive(Module, Debug)]
@@ -330,12 +281,7 @@ impl<B: Backend> BertLayer<B> {
     fn new(c: &BertConfig, device: &B::Device) -> Self {
         let h = c.hidden_size;
         let std = c.initializer_range;
-        let lin = |i, o| LoraLinear::new(hf_linear(i, o, std, device));
-        let norm = || {
-            LayerNormConfig::new(h)
-                .with_epsilon(c.layer_norm_eps)
-                .init(device)
-        };
+        let lin = |i, o| LoraLinear::new(hf_linear(i, o, true, std, device));
         Self {
             attention: BertAttention {
                 self_attn: BertSelfAttention {
@@ -345,39 +291,39 @@ impl<B: Backend> BertLayer<B> {
                     dropout: DropoutConfig::new(c.attention_probs_dropout_prob).init(),
                     num_heads: c.num_attention_heads,
                 },
-                output: BertSelfOutput {
-                    dense: lin(h, h),
-                    layer_norm: norm(),
-                    dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
-                },
+                output: ResidualOutput::new(
+                    h,
+                    h,
+                    std,
+                    c.layer_norm_eps,
+                    c.hidden_dropout_prob,
+                    device,
+                ),
             },
-            intermediate: BertIntermediate {
-                dense: lin(h, c.intermediate_size),
-                // Validated with the config.
-                activation: Activation::from_hf(&c.hidden_act, "hidden_act")
-                    .unwrap_or(Activation::Gelu),
-            },
-            output: BertOutput {
-                dense: lin(c.intermediate_size, h),
-                layer_norm: norm(),
-                dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
-            },
+            // The activation name was validated with the config.
+            intermediate: Intermediate::new(
+                h,
+                c.intermediate_size,
+                Activation::from_hf(&c.hidden_act, "hidden_act").unwrap_or(Activation::Gelu),
+                std,
+                device,
+            ),
+            output: ResidualOutput::new(
+                c.intermediate_size,
+                h,
+                std,
+                c.layer_norm_eps,
+                c.hidden_dropout_prob,
+                device,
+            ),
         }
     }
 
     fn forward(&self, x: Tensor<B, 3>, mask: Tensor<B, 4>) -> Tensor<B, 3> {
         let attn = self.attention.self_attn.forward(x.clone(), mask);
         let attn = self.attention.output.forward(attn, x);
-        let inter = self
-            .intermediate
-            .activation
-            .forward(self.intermediate.dense.forward(attn.clone()));
-        self.output.layer_norm.forward(
-            self.output
-                .dropout
-                .forward(self.output.dense.forward(inter))
-                + attn,
-        )
+        self.output
+            .forward(self.intermediate.forward(attn.clone()), attn)
     }
 
     fn inject(mut self, targets: &[&str], config: &LoraConfig) -> Self {
@@ -459,6 +405,7 @@ impl<B: Backend> BertModel<B> {
                 dense: LoraLinear::new(hf_linear(
                     config.hidden_size,
                     config.hidden_size,
+                    true,
                     config.initializer_range,
                     device,
                 )),
@@ -634,6 +581,7 @@ impl<B: Backend> BertForSequenceClassification<B> {
             classifier: hf_linear(
                 config.hidden_size,
                 config.num_labels(),
+                true,
                 config.initializer_range,
                 device,
             ),
@@ -719,7 +667,13 @@ impl<B: Backend> BertForQuestionAnswering<B> {
     pub fn new(config: &BertConfig, device: &B::Device) -> Self {
         Self {
             bert: BertModel::new(config, false, device),
-            qa_outputs: hf_linear(config.hidden_size, 2, config.initializer_range, device),
+            qa_outputs: hf_linear(
+                config.hidden_size,
+                2,
+                true,
+                config.initializer_range,
+                device,
+            ),
         }
     }
 

@@ -13,16 +13,16 @@
 use std::path::Path;
 
 use burn::module::Module;
-use burn::nn::{
-    Dropout, DropoutConfig, Embedding, Initializer, LayerNorm, LayerNormConfig, Linear,
-};
+use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
 use burn::tensor::{activation, backend::Backend, Bool, DType, Int, Tensor, TensorData};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::lora::{LoraConfig, LoraLinear};
+use crate::models::common::{hf_embedding, hf_layer_norm, hf_linear, Intermediate, ResidualOutput};
 use crate::models::loader::{self, LoadReport, WeightRules};
+use crate::models::Activation;
 use crate::models::{EncoderInput, InjectLora, QuestionAnswerer, SequenceClassifier, ALL_LINEAR};
 
 /// PEFT's default `target_modules` for `deberta-v2`, also the Manifold-LoRA paper's setup; used
@@ -32,73 +32,6 @@ pub const DEFAULT_LORA_TARGETS: [&str; 2] = ["query_proj", "value_proj"];
 // ---------------------------------------------------------------------------------------------
 // Configuration
 // ---------------------------------------------------------------------------------------------
-
-/// Activation functions by their transformers `ACT2FN` name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    /// `gelu`, `gelu_python`: the exact erf form (torch's default GELU).
-    Gelu,
-    /// `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`, `gelu_accurate`: the tanh approximation.
-    GeluTanh,
-    /// `relu`.
-    Relu,
-    /// `tanh`.
-    Tanh,
-    /// `silu`, `swish`.
-    Silu,
-    /// `sigmoid`.
-    Sigmoid,
-}
-
-impl Activation {
-    /// The names accepted in `config.json`.
-    pub const NAMES: [&'static str; 11] = [
-        "gelu",
-        "gelu_python",
-        "gelu_new",
-        "gelu_pytorch_tanh",
-        "gelu_fast",
-        "gelu_accurate",
-        "relu",
-        "tanh",
-        "silu",
-        "swish",
-        "sigmoid",
-    ];
-
-    /// Parses the value of config key `key`; an unsupported name is an error listing the others.
-    pub fn from_hf(key: &str, name: &str) -> Result<Self> {
-        Ok(match name {
-            "gelu" | "gelu_python" => Self::Gelu,
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "gelu_accurate" => Self::GeluTanh,
-            "relu" => Self::Relu,
-            "tanh" => Self::Tanh,
-            "silu" | "swish" => Self::Silu,
-            "sigmoid" => Self::Sigmoid,
-            other => {
-                return Err(Error::config(
-                    key,
-                    format!(
-                        "unsupported activation `{other}`; supported: {}",
-                        Self::NAMES.join(", ")
-                    ),
-                ))
-            }
-        })
-    }
-
-    /// Applies the activation.
-    pub fn forward<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
-        match self {
-            Self::Gelu => activation::gelu(x),
-            Self::GeluTanh => activation::gelu_approximate(x),
-            Self::Relu => activation::relu(x),
-            Self::Tanh => activation::tanh(x),
-            Self::Silu => activation::silu(x),
-            Self::Sigmoid => activation::sigmoid(x),
-        }
-    }
-}
 
 /// The `config.json` of a DeBERTa-v2/v3 checkpoint.
 ///
@@ -194,7 +127,7 @@ impl TryFrom<Map<String, Value>> for DebertaV2Config {
         }
         let act = |key: &str| -> Result<Activation> {
             let name: Option<String> = field(&map, key)?;
-            Activation::from_hf(key, name.as_deref().unwrap_or("gelu"))
+            Activation::from_hf(name.as_deref().unwrap_or("gelu"), key)
         };
         let norm_rel_ebd: String = field(&map, "norm_rel_ebd")?.unwrap_or_else(|| "none".into());
         let id2label: Option<Map<String, Value>> = field(&map, "id2label")?;
@@ -470,37 +403,6 @@ fn dtype_min(dtype: DType) -> f64 {
 // Modules
 // ---------------------------------------------------------------------------------------------
 
-/// transformers' `_init_weights`: Linear/Embedding weights N(0, initializer_range), biases 0.
-/// Only heads absent from a checkpoint keep these values, but they then match a fresh head of
-/// transformers in distribution.
-fn hf_linear<B: Backend>(
-    d_in: usize,
-    d_out: usize,
-    bias: bool,
-    std: f64,
-    device: &B::Device,
-) -> Linear<B> {
-    Linear {
-        weight: Initializer::Normal { mean: 0.0, std }.init_with(
-            [d_in, d_out],
-            Some(d_in),
-            Some(d_out),
-            device,
-        ),
-        bias: bias.then(|| Initializer::Zeros.init([d_out], device)),
-    }
-}
-
-fn hf_embedding<B: Backend>(n: usize, d: usize, std: f64, device: &B::Device) -> Embedding<B> {
-    Embedding {
-        weight: Initializer::Normal { mean: 0.0, std }.init([n, d], device),
-    }
-}
-
-fn hf_layer_norm<B: Backend>(d: usize, eps: f64, device: &B::Device) -> LayerNorm<B> {
-    LayerNormConfig::new(d).with_epsilon(eps).init(device)
-}
-
 fn lora_linear<B: Backend>(
     d_in: usize,
     d_out: usize,
@@ -731,15 +633,8 @@ impl<B: Backend> DisentangledSelfAttention<B> {
     }
 }
 
-/// `attention.output` (`DebertaV2SelfOutput`).
-#[derive(Module, Debug)]
-pub struct DebertaV2SelfOutput<B: Backend> {
-    /// `dense`.
-    pub dense: LoraLinear<B>,
-    /// `LayerNorm`.
-    pub layer_norm: LayerNorm<B>,
-    pub dropout: Dropout,
-}
+/// `attention.output` (`DebertaV2SelfOutput`): dense, dropout, residual, `LayerNorm`.
+pub type DebertaV2SelfOutput<B> = ResidualOutput<B>;
 
 /// `attention` (`DebertaV2Attention`).
 #[derive(Module, Debug)]
@@ -750,24 +645,11 @@ pub struct DebertaV2Attention<B: Backend> {
     pub output: DebertaV2SelfOutput<B>,
 }
 
-/// `intermediate` (`DebertaV2Intermediate`).
-#[derive(Module, Debug)]
-pub struct DebertaV2Intermediate<B: Backend> {
-    /// `dense`.
-    pub dense: LoraLinear<B>,
-    #[module(skip)]
-    pub act: Activation,
-}
+/// `intermediate` (`DebertaV2Intermediate`): dense and `hidden_act`.
+pub type DebertaV2Intermediate<B> = Intermediate<B>;
 
-/// `output` (`DebertaV2Output`).
-#[derive(Module, Debug)]
-pub struct DebertaV2Output<B: Backend> {
-    /// `dense`.
-    pub dense: LoraLinear<B>,
-    /// `LayerNorm`.
-    pub layer_norm: LayerNorm<B>,
-    pub dropout: Dropout,
-}
+/// `output` (`DebertaV2Output`): dense, dropout, residual, `LayerNorm`.
+pub type DebertaV2Output<B> = ResidualOutput<B>;
 
 /// `encoder.layer.N` (`DebertaV2Layer`).
 #[derive(Module, Debug)]
@@ -783,25 +665,34 @@ pub struct DebertaV2Layer<B: Backend> {
 impl<B: Backend> DebertaV2Layer<B> {
     fn new(c: &DebertaV2Config, device: &B::Device) -> Self {
         let all_head = c.num_attention_heads * c.attention_head_size;
-        let eps = c.layer_norm_eps;
+        let (eps, std) = (c.layer_norm_eps, c.initializer_range);
         Self {
             attention: DebertaV2Attention {
                 self_attn: DisentangledSelfAttention::new(c, device),
-                output: DebertaV2SelfOutput {
-                    dense: lora_linear(all_head, c.hidden_size, c, device),
-                    layer_norm: hf_layer_norm(c.hidden_size, eps, device),
-                    dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
-                },
+                output: ResidualOutput::new(
+                    all_head,
+                    c.hidden_size,
+                    std,
+                    eps,
+                    c.hidden_dropout_prob,
+                    device,
+                ),
             },
-            intermediate: DebertaV2Intermediate {
-                dense: lora_linear(c.hidden_size, c.intermediate_size, c, device),
-                act: c.hidden_act,
-            },
-            output: DebertaV2Output {
-                dense: lora_linear(c.intermediate_size, c.hidden_size, c, device),
-                layer_norm: hf_layer_norm(c.hidden_size, eps, device),
-                dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
-            },
+            intermediate: Intermediate::new(
+                c.hidden_size,
+                c.intermediate_size,
+                c.hidden_act,
+                std,
+                device,
+            ),
+            output: ResidualOutput::new(
+                c.intermediate_size,
+                c.hidden_size,
+                std,
+                eps,
+                c.hidden_dropout_prob,
+                device,
+            ),
         }
     }
 
@@ -815,17 +706,9 @@ impl<B: Backend> DebertaV2Layer<B> {
             .attention
             .self_attn
             .forward(hidden.clone(), masked, rel);
-        let out = &self.attention.output;
-        let attn = out
-            .layer_norm
-            .forward(out.dropout.forward(out.dense.forward(ctx)) + hidden);
-        let inter = self
-            .intermediate
-            .act
-            .forward(self.intermediate.dense.forward(attn.clone()));
-        let out = &self.output;
-        out.layer_norm
-            .forward(out.dropout.forward(out.dense.forward(inter)) + attn)
+        let attn = self.attention.output.forward(ctx, hidden);
+        self.output
+            .forward(self.intermediate.forward(attn.clone()), attn)
     }
 }
 

@@ -20,7 +20,8 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::lora::{LoraAdapter, LoraConfig, LoraLinear};
-use crate::models::bert::{hf_linear, take_inject};
+use crate::models::bert::take_inject;
+use crate::models::common::hf_linear;
 use crate::models::loader::{
     find_weights, load_weights_with, parse_config, read_config_file, LoadOptions, LoadReport,
     WeightRules,
@@ -337,13 +338,13 @@ impl<B: Backend> GPT2Block<B> {
             ln_1: norm(),
             attn: GPT2Attention {
                 c_attn: FusedQkvLinear {
-                    base: hf_linear(d, 3 * d, std, device),
+                    base: hf_linear(d, 3 * d, true, std, device),
                     adapter: None,
                     q: None,
                     k: None,
                     v: None,
                 },
-                c_proj: LoraLinear::new(hf_linear(d, d, std, device)),
+                c_proj: LoraLinear::new(hf_linear(d, d, true, std, device)),
                 attn_dropout: DropoutConfig::new(c.attn_pdrop).init(),
                 resid_dropout: DropoutConfig::new(c.resid_pdrop).init(),
                 n_head: c.n_head,
@@ -351,8 +352,8 @@ impl<B: Backend> GPT2Block<B> {
             },
             ln_2: norm(),
             mlp: GPT2Mlp {
-                c_fc: LoraLinear::new(hf_linear(d, c.inner_dim(), std, device)),
-                c_proj: LoraLinear::new(hf_linear(c.inner_dim(), d, std, device)),
+                c_fc: LoraLinear::new(hf_linear(d, c.inner_dim(), true, std, device)),
+                c_proj: LoraLinear::new(hf_linear(c.inner_dim(), d, true, std, device)),
                 dropout: DropoutConfig::new(c.resid_pdrop).init(),
                 // Validated with the config.
                 activation: Activation::from_hf(&c.activation_function, "activation_function")

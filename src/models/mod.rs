@@ -6,6 +6,7 @@
 //! then finds the adapters by walking the module ([`crate::lora::LoraModule`]).
 
 pub mod bert;
+pub mod common;
 pub mod deberta;
 pub mod gpt2;
 pub mod loader;
@@ -65,47 +66,71 @@ pub trait QuestionAnswerer<B: Backend> {
     fn answer_spans(&self, input: &EncoderInput<B>) -> (Tensor<B, 2>, Tensor<B, 2>);
 }
 
-/// The activations Hugging Face configs name (`hidden_act`, `activation_function`), with the
-/// exact formula each name means in transformers: `gelu` is the erf form, `gelu_new` and
-/// `gelu_pytorch_tanh` the tanh approximation. Mixing them up costs ~1e-3 per layer, far above
-/// the parity tolerance.
+/// Activation functions by their transformers `ACT2FN` name, with the exact formula each name
+/// means there: `gelu` is the erf form, `gelu_new` and `gelu_pytorch_tanh` the tanh
+/// approximation. Mixing them up costs ~1e-3 per layer, far above the parity tolerance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
-    /// x·Φ(x) with the erf form of Φ (transformers' `gelu`).
+    /// `gelu`, `gelu_python`: the exact erf form (torch's default GELU).
     Gelu,
-    /// The tanh approximation of GELU (`gelu_new`, `gelu_pytorch_tanh`).
+    /// `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`, `gelu_accurate`: the tanh approximation.
     GeluTanh,
-    /// max(0, x).
+    /// `relu`.
     Relu,
-    /// x·σ(x) (`silu`, `swish`).
+    /// `tanh`.
+    Tanh,
+    /// `silu`, `swish`.
     Silu,
+    /// `sigmoid`.
+    Sigmoid,
 }
 
 impl Activation {
-    /// Parses a transformers activation name; `key` names the config entry for the error.
+    /// The names accepted in `config.json`.
+    pub const NAMES: [&'static str; 11] = [
+        "gelu",
+        "gelu_python",
+        "gelu_new",
+        "gelu_pytorch_tanh",
+        "gelu_fast",
+        "gelu_accurate",
+        "relu",
+        "tanh",
+        "silu",
+        "swish",
+        "sigmoid",
+    ];
+
+    /// Parses the value of config key `key`; an unsupported name is an error listing the others.
     pub fn from_hf(name: &str, key: &str) -> Result<Self> {
-        match name {
-            "gelu" => Ok(Self::Gelu),
-            "gelu_new" | "gelu_pytorch_tanh" => Ok(Self::GeluTanh),
-            "relu" => Ok(Self::Relu),
-            "silu" | "swish" => Ok(Self::Silu),
-            other => Err(Error::config(
-                key,
-                format!(
-                    "unsupported activation `{other}`; supported: gelu, gelu_new, \
-                     gelu_pytorch_tanh, relu, silu, swish"
-                ),
-            )),
-        }
+        Ok(match name {
+            "gelu" | "gelu_python" => Self::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "gelu_accurate" => Self::GeluTanh,
+            "relu" => Self::Relu,
+            "tanh" => Self::Tanh,
+            "silu" | "swish" => Self::Silu,
+            "sigmoid" => Self::Sigmoid,
+            other => {
+                return Err(Error::config(
+                    key,
+                    format!(
+                        "unsupported activation `{other}`; supported: {}",
+                        Self::NAMES.join(", ")
+                    ),
+                ))
+            }
+        })
     }
 
-    /// Applies the activation element-wise.
+    /// Applies the activation.
     pub fn forward<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
             Self::Gelu => activation::gelu(x),
             Self::GeluTanh => activation::gelu_approximate(x),
             Self::Relu => activation::relu(x),
+            Self::Tanh => activation::tanh(x),
             Self::Silu => activation::silu(x),
+            Self::Sigmoid => activation::sigmoid(x),
         }
     }
 }

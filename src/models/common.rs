@@ -1,0 +1,108 @@
+//! Building blocks shared by the Hugging Face encoders: transformers' initialisation of linear
+//! and embedding layers, and the post-attention blocks that BERT and DeBERTa have in common.
+//!
+//! Field names are the Hugging Face ones (`dense`, `LayerNorm` → `layer_norm`, `dropout`), so a
+//! checkpoint key such as `…attention.output.dense.weight` lands here through the models' remap
+//! rules whichever model holds the block.
+
+use burn::module::Module;
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
+    Linear,
+};
+use burn::tensor::{backend::Backend, Tensor};
+
+use crate::lora::LoraLinear;
+use crate::models::Activation;
+
+/// A linear layer initialised as transformers does: weight ~ N(0, std²) (`initializer_range`),
+/// bias 0. Burn layout: weight [d_in, d_out].
+pub fn hf_linear<B: Backend>(
+    d_in: usize,
+    d_out: usize,
+    bias: bool,
+    std: f64,
+    device: &B::Device,
+) -> Linear<B> {
+    Linear {
+        weight: Initializer::Normal { mean: 0.0, std }.init_with(
+            [d_in, d_out],
+            Some(d_in),
+            Some(d_out),
+            device,
+        ),
+        bias: bias.then(|| Initializer::Zeros.init([d_out], device)),
+    }
+}
+
+/// An embedding table initialised as transformers does: N(0, std²).
+pub fn hf_embedding<B: Backend>(n: usize, d: usize, std: f64, device: &B::Device) -> Embedding<B> {
+    EmbeddingConfig::new(n, d)
+        .with_initializer(Initializer::Normal { mean: 0.0, std })
+        .init(device)
+}
+
+/// A LayerNorm over `d` features with the config's epsilon.
+pub fn hf_layer_norm<B: Backend>(d: usize, eps: f64, device: &B::Device) -> LayerNorm<B> {
+    LayerNormConfig::new(d).with_epsilon(eps).init(device)
+}
+
+/// transformers' `*SelfOutput` and `*Output` blocks (BERT, DeBERTa): dense → dropout →
+/// + residual → LayerNorm. The dense layer can carry a LoRA adapter.
+#[derive(Module, Debug)]
+pub struct ResidualOutput<B: Backend> {
+    /// `dense`.
+    pub dense: LoraLinear<B>,
+    /// `LayerNorm`.
+    pub layer_norm: LayerNorm<B>,
+    pub dropout: Dropout,
+}
+
+impl<B: Backend> ResidualOutput<B> {
+    /// A d_in → d_out block (transformers' initialisation).
+    pub fn new(
+        d_in: usize,
+        d_out: usize,
+        std: f64,
+        eps: f64,
+        dropout: f64,
+        device: &B::Device,
+    ) -> Self {
+        Self {
+            dense: LoraLinear::new(hf_linear(d_in, d_out, true, std, device)),
+            layer_norm: hf_layer_norm(d_out, eps, device),
+            dropout: DropoutConfig::new(dropout).init(),
+        }
+    }
+
+    /// LayerNorm(dropout(dense(x)) + residual).
+    pub fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.layer_norm
+            .forward(self.dropout.forward(self.dense.forward(x)) + residual)
+    }
+}
+
+/// transformers' `*Intermediate` block: the feed-forward expansion and its activation.
+#[derive(Module, Debug)]
+pub struct Intermediate<B: Backend> {
+    /// `dense`.
+    pub dense: LoraLinear<B>,
+    /// `hidden_act` (not a parameter).
+    #[module(skip)]
+    pub act: Activation,
+}
+
+impl<B: Backend> Intermediate<B> {
+    /// A d_in → d_ff block (transformers' initialisation).
+    pub fn new(d_in: usize, d_ff: usize, act: Activation, std: f64, device: &B::Device) -> Self {
+        Self {
+            dense: LoraLinear::new(hf_linear(d_in, d_ff, true, std, device)),
+            act,
+        }
+    }
+
+    /// act(dense(x)).
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.act.forward(self.dense.forward(x))
+    }
+}
