@@ -406,26 +406,14 @@ pub fn load_adapters<B: Backend, M: Module<B> + InjectLora>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> Option<std::path::PathBuf> {
-        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name);
-        if dir.join(ADAPTER_WEIGHTS).is_file() {
-            return Some(dir);
-        }
-        let required =
-            std::env::var(crate::testing::REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
-        assert!(!required, "fixture {} missing", dir.display());
-        eprintln!("SKIPPED: fixture {} missing", dir.display());
-        None
-    }
+    use crate::models::fixtures::Fixture;
 
     #[test]
     fn reads_a_real_peft_adapter() {
-        let Some(dir) = fixture("peft-deberta") else {
+        let Some(fixture) = Fixture::load("peft-deberta") else {
             return;
         };
+        let dir = fixture.dir;
         let config = read_config(&dir).unwrap();
         let lora = config.to_lora().unwrap();
         assert_eq!((lora.rank, lora.alpha, lora.scale()), (4, 8.0, 2.0));

@@ -30,16 +30,21 @@ pub fn shared_path(rel: &str) -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
-    let required = std::env::var(REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
-    let reason = format!(
+    skip_or_fail(&format!(
         "shared data {} not found (set {SHARED_ENV} to the shared directory)",
         path.display()
-    );
+    ));
+    None
+}
+
+/// Prints why a test is skipped, or panics when `MANIFOLD_LORA_REQUIRE_SHARED` is set to a
+/// non-empty value other than `0`: CI must never pass by skipping.
+pub fn skip_or_fail(reason: &str) {
+    let required = std::env::var(REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
     if required {
         panic!("{reason}; {REQUIRE_ENV} is set, so this is a failure, not a skip");
     }
     eprintln!("SKIPPED: {reason}");
-    None
 }
 
 /// Dense row-major f64 matrix helpers: independent references for tests of tensor code.

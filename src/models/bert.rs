@@ -17,7 +17,10 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::lora::{LoraConfig, LoraLinear};
-use crate::models::common::{hf_embedding, hf_linear, Intermediate, ResidualOutput};
+use crate::models::common::{
+    hf_embedding, hf_linear, require_heads_divide, require_positive, require_probabilities,
+    Intermediate, ResidualOutput,
+};
 use crate::models::loader::{
     find_weights, load_weights, parse_config, read_config_file, LoadReport, WeightRules,
 };
@@ -120,27 +123,18 @@ impl BertConfig {
 
     /// Checks the values that would otherwise fail deep inside a forward pass.
     pub fn validate(&self) -> Result<()> {
-        for (key, value) in [
+        require_positive(&[
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
             ("num_attention_heads", self.num_attention_heads),
             ("intermediate_size", self.intermediate_size),
             ("max_position_embeddings", self.max_position_embeddings),
             ("type_vocab_size", self.type_vocab_size),
-        ] {
-            if value == 0 {
-                return Err(Error::config(key, "must be at least 1"));
-            }
-        }
-        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
-            return Err(Error::config(
-                "hidden_size",
-                format!(
-                    "{} is not a multiple of num_attention_heads = {}",
-                    self.hidden_size, self.num_attention_heads
-                ),
-            ));
-        }
+        ])?;
+        require_heads_divide(
+            ("hidden_size", self.hidden_size),
+            ("num_attention_heads", self.num_attention_heads),
+        )?;
         if self.position_embedding_type != "absolute" {
             return Err(Error::config(
                 "position_embedding_type",
@@ -151,18 +145,14 @@ impl BertConfig {
             ));
         }
         Activation::from_hf(&self.hidden_act, "hidden_act")?;
-        for (key, p) in [
+        require_probabilities(&[
             ("hidden_dropout_prob", self.hidden_dropout_prob),
             (
                 "attention_probs_dropout_prob",
                 self.attention_probs_dropout_prob,
             ),
             ("classifier_dropout", self.classifier_dropout.unwrap_or(0.0)),
-        ] {
-            if !(0.0..1.0).contains(&p) {
-                return Err(Error::config(key, format!("must be in [0, 1), got {p}")));
-            }
-        }
+        ])?;
         if self.num_labels() == 0 {
             return Err(Error::config("num_labels", "must be at least 1"));
         }
@@ -1137,16 +1127,6 @@ mod tests {
         );
     }
 
-    fn fixture_input(fixture: &Fixture, device: &burn::tensor::Device<Nd>) -> EncoderInput<Nd> {
-        EncoderInput {
-            input_ids: fixture.int2("input_ids", device),
-            attention_mask: fixture.int2("attention_mask", device),
-            token_type_ids: fixture
-                .has("token_type_ids")
-                .then(|| fixture.int2("token_type_ids", device)),
-        }
-    }
-
     fn assert_close(what: &str, diffs: &[(String, f32)]) {
         eprintln!("{what} max abs diffs: {diffs:?}");
         for (key, diff) in diffs {
@@ -1167,7 +1147,7 @@ mod tests {
             report.missing.is_empty() && report.unused.is_empty(),
             "{report:?}"
         );
-        let input = fixture_input(&fixture, &device);
+        let input = fixture.encoder_input(&device);
         let out = model.bert.forward(&input);
         let layers = model.bert.encoder.layer.len();
         assert!(!fixture.has(&format!("hidden_states.{}", layers + 1)));
@@ -1202,7 +1182,7 @@ mod tests {
             report.missing.is_empty() && report.unused.is_empty(),
             "{report:?}"
         );
-        let input = fixture_input(&fixture, &device);
+        let input = fixture.encoder_input(&device);
         let mut diffs = Vec::new();
         for (i, h) in model
             .bert
@@ -1248,7 +1228,7 @@ mod tests {
         assert_eq!(report.unused, ["embeddings.position_ids"]);
 
         // Per-token parity on the recorded sentence.
-        let input = fixture_input(&fixture, &device);
+        let input = fixture.encoder_input(&device);
         let out = model.forward(&input).last_hidden_state;
         let diff = max_abs_diff(out, &fixture.f32("last_hidden_state"));
         assert_close("minilm", &[("last_hidden_state".into(), diff)]);
@@ -1371,7 +1351,7 @@ mod tests {
         let device = Default::default();
         let (model, _) =
             BertForSequenceClassification::<Nd>::from_pretrained(&base.dir, None, &device).unwrap();
-        let input = fixture_input(&peft, &device);
+        let input = peft.encoder_input(&device);
         let base_logits = model.classify(&input);
         let lora = crate::peft::read_config(&peft.dir)
             .unwrap()

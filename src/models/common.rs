@@ -12,8 +12,42 @@ use burn::nn::{
 };
 use burn::tensor::{backend::Backend, Tensor};
 
+use crate::error::{Error, Result};
 use crate::lora::LoraLinear;
 use crate::models::Activation;
+
+/// Config check: every size is at least 1 (a zero fails deep inside a forward pass otherwise).
+pub fn require_positive(sizes: &[(&str, usize)]) -> Result<()> {
+    match sizes.iter().find(|(_, v)| *v == 0) {
+        Some((key, _)) => Err(Error::config(*key, "must be at least 1")),
+        None => Ok(()),
+    }
+}
+
+/// Config check: the hidden width splits evenly into attention heads.
+pub fn require_heads_divide(
+    (width_key, width): (&str, usize),
+    (heads_key, heads): (&str, usize),
+) -> Result<()> {
+    if width.is_multiple_of(heads) {
+        Ok(())
+    } else {
+        Err(Error::config(
+            width_key,
+            format!("{width} is not a multiple of {heads_key} = {heads}"),
+        ))
+    }
+}
+
+/// Config check: dropout probabilities lie in [0, 1).
+pub fn require_probabilities(probabilities: &[(&str, f64)]) -> Result<()> {
+    for (key, p) in probabilities {
+        if !(0.0..1.0).contains(p) {
+            return Err(Error::config(*key, format!("must be in [0, 1), got {p}")));
+        }
+    }
+    Ok(())
+}
 
 /// A linear layer initialised as transformers does: weight ~ N(0, std²) (`initializer_range`),
 /// bias 0. Burn layout: weight [d_in, d_out].
@@ -104,5 +138,35 @@ impl<B: Backend> Intermediate<B> {
     /// act(dense(x)).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.act.forward(self.dense.forward(x))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(result: Result<()>) -> String {
+        match result {
+            Err(Error::Config { key, .. }) => key,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn config_checks_name_the_offending_key() {
+        assert!(require_positive(&[("a", 1), ("b", 7)]).is_ok());
+        assert_eq!(key_of(require_positive(&[("a", 1), ("b", 0)])), "b");
+        assert!(require_heads_divide(("width", 12), ("heads", 4)).is_ok());
+        assert_eq!(
+            key_of(require_heads_divide(("width", 12), ("heads", 5))),
+            "width"
+        );
+        assert!(require_probabilities(&[("p", 0.0), ("q", 0.99)]).is_ok());
+        for bad in [1.0, -0.1, f64::NAN] {
+            assert_eq!(
+                key_of(require_probabilities(&[("p", 0.1), ("q", bad)])),
+                "q"
+            );
+        }
     }
 }

@@ -20,7 +20,10 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::lora::{LoraConfig, LoraLinear};
-use crate::models::common::{hf_embedding, hf_layer_norm, hf_linear, Intermediate, ResidualOutput};
+use crate::models::common::{
+    hf_embedding, hf_layer_norm, hf_linear, require_heads_divide, require_positive,
+    require_probabilities, Intermediate, ResidualOutput,
+};
 use crate::models::loader::{self, LoadReport, WeightRules};
 use crate::models::Activation;
 use crate::models::{EncoderInput, InjectLora, QuestionAnswerer, SequenceClassifier, ALL_LINEAR};
@@ -199,7 +202,7 @@ impl DebertaV2Config {
     /// Rejects values that transformers would reject or that would make the model compute
     /// NaN/garbage, naming the key.
     pub fn validate(&self) -> Result<()> {
-        let positive = [
+        require_positive(&[
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
             ("num_hidden_layers", self.num_hidden_layers),
@@ -208,21 +211,11 @@ impl DebertaV2Config {
             ("intermediate_size", self.intermediate_size),
             ("embedding_size", self.embedding_size),
             ("num_labels", self.num_labels),
-        ];
-        for (key, v) in positive {
-            if v == 0 {
-                return Err(Error::config(key, "must be at least 1"));
-            }
-        }
-        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
-            return Err(Error::config(
-                "hidden_size",
-                format!(
-                    "{} is not a multiple of num_attention_heads {}",
-                    self.hidden_size, self.num_attention_heads
-                ),
-            ));
-        }
+        ])?;
+        require_heads_divide(
+            ("hidden_size", self.hidden_size),
+            ("num_attention_heads", self.num_attention_heads),
+        )?;
         if self.pooler_hidden_size != self.hidden_size {
             // The pooler maps pooler_hidden_size → pooler_hidden_size on a hidden_size input and
             // the classifier reads hidden_size: transformers itself fails on any other value.
@@ -237,7 +230,7 @@ impl DebertaV2Config {
                 "the convolution layer of DeBERTa-v2-xlarge/xxlarge is not implemented",
             ));
         }
-        for (key, p) in [
+        require_probabilities(&[
             ("hidden_dropout_prob", self.hidden_dropout_prob),
             (
                 "attention_probs_dropout_prob",
@@ -245,11 +238,7 @@ impl DebertaV2Config {
             ),
             ("pooler_dropout", self.pooler_dropout),
             ("cls_dropout", self.cls_dropout.unwrap_or(0.0)),
-        ] {
-            if !(0.0..1.0).contains(&p) {
-                return Err(Error::config(key, format!("must be in [0, 1), got {p}")));
-            }
-        }
+        ])?;
         if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return Err(Error::config("layer_norm_eps", "must be positive"));
         }
@@ -1001,17 +990,6 @@ fn hf_path(rust_path: &str) -> String {
         .join(".")
 }
 
-/// The keys of a PEFT adapter file (`adapter_model.safetensors`) holding A (`lora_A.weight`,
-/// [r, d_in]) and B (`lora_B.weight`, [d_out, r]) of the layer at `hf_module_path` (as returned
-/// by [`InjectLora::hf_module_path`]); they map directly onto `LoraAdapter::{lora_a, lora_b}`.
-pub fn peft_key(hf_module_path: &str) -> (String, String) {
-    let base = format!("base_model.model.{hf_module_path}");
-    (
-        format!("{base}.lora_A.weight"),
-        format!("{base}.lora_B.weight"),
-    )
-}
-
 /// Checkpoint-key rules for a model whose backbone sits at `prefix` (`""` for
 /// [`DebertaV2Model`], `"deberta."` for the task models). Keys are accepted with or without
 /// `deberta.`; task and pretraining heads that the model lacks, and the absolute position table
@@ -1269,8 +1247,6 @@ impl<B: Backend> InjectLora for DebertaV2ForQuestionAnswering<B> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::path::PathBuf;
 
     use burn::backend::{Autodiff, NdArray};
     use burn::module::{ModuleVisitor, Param};
@@ -1281,7 +1257,8 @@ mod tests {
     use super::*;
     use crate::lora::LoraModule;
     use crate::manifold::Manifold;
-    use crate::testing::{shared_path, REQUIRE_ENV};
+    use crate::models::fixtures::{self, Fixture};
+    use crate::testing::shared_path;
 
     type Nd = NdArray<f32>;
     type AD = Autodiff<Nd>;
@@ -1536,15 +1513,6 @@ mod tests {
                 "deberta.encoder.layer.1.attention.self.query_proj",
                 "deberta.encoder.layer.1.attention.self.value_proj",
             ]
-        );
-        assert_eq!(
-            peft_key(&paths[0]),
-            (
-                "base_model.model.deberta.encoder.layer.0.attention.self.query_proj.lora_A.weight"
-                    .to_string(),
-                "base_model.model.deberta.encoder.layer.0.attention.self.query_proj.lora_B.weight"
-                    .to_string()
-            )
         );
         // `dense` selects the three dense layers of every block, as PEFT's suffix match does.
         let model = DebertaV2ForSequenceClassification::<Nd>::new(&tiny_config(), &device).unwrap();
@@ -1827,125 +1795,49 @@ mod tests {
     // Parity with transformers (fixtures written by transformers, see tests/fixtures/README.md)
     // -----------------------------------------------------------------------------------------
 
-    /// `tests/fixtures/NAME`, or `None` (skip) when absent, unless shared data is required.
-    fn fixture(name: &str) -> Option<PathBuf> {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name);
-        if dir.join("model.safetensors").is_file() || dir.join("io.safetensors").is_file() {
-            return Some(dir);
+    /// max |ours − transformers| of output `key` (shapes checked first) is within [`TOL`].
+    fn check_output<const D: usize>(fixture: &Fixture, key: &str, ours: Tensor<Nd, D>) {
+        let d = fixtures::max_abs_diff(ours, &fixture.f32(key));
+        eprintln!("  {key}: max abs diff {d:.3e}");
+        assert!(d <= TOL, "{key}: max abs diff {d} > {TOL}");
+    }
+
+    /// Every recorded hidden state (embeddings, then each layer) and the last one.
+    fn check_hidden_states(fixture: &Fixture, out: &DebertaV2ModelOutput<Nd>) {
+        let n = (0..)
+            .take_while(|i| fixture.has(&format!("hidden_states.{i}")))
+            .count();
+        assert_eq!(n, out.hidden_states.len(), "number of hidden states");
+        for (i, h) in out.hidden_states.iter().enumerate() {
+            check_output(fixture, &format!("hidden_states.{i}"), h.clone());
         }
-        let required = std::env::var(REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
-        assert!(
-            !required,
-            "fixture {} missing and {REQUIRE_ENV} is set",
-            dir.display()
-        );
-        eprintln!("SKIPPED: fixture {} not found", dir.display());
-        None
-    }
-
-    /// Every tensor of a safetensors file as (shape, f32 or i64 data).
-    fn read_tensors(path: &Path) -> HashMap<String, TensorData> {
-        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        st.tensors()
-            .into_iter()
-            .map(|(name, view)| {
-                let shape = view.shape().to_vec();
-                let data = view.data();
-                let td = match view.dtype() {
-                    safetensors::Dtype::F32 => TensorData::new(
-                        data.chunks_exact(4)
-                            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                            .collect::<Vec<_>>(),
-                        shape,
-                    ),
-                    safetensors::Dtype::I64 => TensorData::new(
-                        data.chunks_exact(8)
-                            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-                            .collect::<Vec<_>>(),
-                        shape,
-                    ),
-                    other => panic!("{}: {name} has unexpected dtype {other:?}", path.display()),
-                };
-                (name, td)
-            })
-            .collect()
-    }
-
-    struct Io {
-        tensors: HashMap<String, TensorData>,
-        input: EncoderInput<Nd>,
-    }
-
-    fn read_io(dir: &Path) -> Io {
-        let tensors = read_tensors(&dir.join("io.safetensors"));
-        let device = Default::default();
-        let int = |k: &str| Tensor::<Nd, 2, Int>::from_data(tensors[k].clone(), &device);
-        let input = EncoderInput {
-            input_ids: int("input_ids"),
-            attention_mask: int("attention_mask"),
-            token_type_ids: tensors
-                .contains_key("token_type_ids")
-                .then(|| int("token_type_ids")),
-        };
-        Io { tensors, input }
-    }
-
-    impl Io {
-        /// max |ours − reference| for output `key`, checking the shape first.
-        fn diff<const D: usize>(&self, key: &str, ours: Tensor<Nd, D>) -> f32 {
-            let reference = self
-                .tensors
-                .get(key)
-                .unwrap_or_else(|| panic!("no `{key}` in io"));
-            assert_eq!(
-                ours.dims().to_vec(),
-                reference.shape.to_vec(),
-                "{key} shape"
-            );
-            let reference = Tensor::<Nd, D>::from_data(reference.clone(), &ours.device());
-            let d = max_abs_diff(ours, reference);
-            eprintln!("  {key}: max abs diff {d:.3e}");
-            assert!(d <= TOL, "{key}: max abs diff {d} > {TOL}");
-            d
-        }
-
-        fn check_hidden_states(&self, out: &DebertaV2ModelOutput<Nd>) {
-            let layers =
-                (0..).take_while(|i| self.tensors.contains_key(&format!("hidden_states.{i}")));
-            let n = layers.count();
-            assert_eq!(n, out.hidden_states.len(), "number of hidden states");
-            for (i, h) in out.hidden_states.iter().enumerate() {
-                self.diff(&format!("hidden_states.{i}"), h.clone());
-            }
-            self.diff("last_hidden_state", out.last_hidden_state.clone());
-        }
+        check_output(fixture, "last_hidden_state", out.last_hidden_state.clone());
     }
 
     fn check_classifier_fixture(name: &str, labels: usize) {
-        let Some(dir) = fixture(name) else { return };
+        let Some(fixture) = Fixture::load(name) else {
+            return;
+        };
         let device = Default::default();
         let (model, report) =
-            DebertaV2ForSequenceClassification::<Nd>::from_pretrained(&dir, &device).unwrap();
+            DebertaV2ForSequenceClassification::<Nd>::from_pretrained(&fixture.dir, &device)
+                .unwrap();
         assert!(report.missing.is_empty(), "{:?}", report.missing);
         assert_eq!(model.num_labels(), labels);
-        let io = read_io(&dir);
-        model.deberta.check_input(&io.input).unwrap();
+        let input = fixture.encoder_input(&device);
+        model.deberta.check_input(&input).unwrap();
         // The index matrix transformers built (bucketed q − k) equals ours exactly.
-        let config = DebertaV2Config::from_file(&dir.join("config.json")).unwrap();
-        let seq = io.input.input_ids.dims()[1];
-        let expected = io.tensors["relative_pos"].to_vec::<i64>().unwrap();
+        let config = DebertaV2Config::from_file(&fixture.dir.join("config.json")).unwrap();
+        let seq = input.input_ids.dims()[1];
         assert_eq!(
             build_relative_position(seq, config.position_buckets, config.max_relative()),
-            expected
+            fixture.i64("relative_pos").0
         );
         eprintln!("{name}:");
-        let out = model.deberta.forward_all(&io.input);
-        io.check_hidden_states(&out);
-        io.diff("logits", model.head(out.last_hidden_state));
-        io.diff("logits", model.classify(&io.input));
+        let out = model.deberta.forward_all(&input);
+        check_hidden_states(&fixture, &out);
+        check_output(&fixture, "logits", model.head(out.last_hidden_state));
+        check_output(&fixture, "logits", model.classify(&input));
     }
 
     #[test]
@@ -1961,122 +1853,72 @@ mod tests {
     #[test]
     fn matches_transformers_without_buckets_and_separate_position_projections() {
         check_classifier_fixture("deberta-nobucket", 2);
-        if let Some(dir) = fixture("deberta-nobucket") {
-            let config = DebertaV2Config::from_file(&dir.join("config.json")).unwrap();
+        if let Some(fixture) = Fixture::load("deberta-nobucket") {
+            let config = DebertaV2Config::from_file(&fixture.dir.join("config.json")).unwrap();
             assert!(config.position_buckets <= 0 && !config.share_att_key);
         }
     }
 
     #[test]
     fn matches_transformers_question_answering() {
-        let Some(dir) = fixture("deberta-qa") else {
+        let Some(fixture) = Fixture::load("deberta-qa") else {
             return;
         };
         let device = Default::default();
         let (model, report) =
-            DebertaV2ForQuestionAnswering::<Nd>::from_pretrained(&dir, &device).unwrap();
+            DebertaV2ForQuestionAnswering::<Nd>::from_pretrained(&fixture.dir, &device).unwrap();
         assert!(report.missing.is_empty(), "{:?}", report.missing);
-        let io = read_io(&dir);
+        let input = fixture.encoder_input(&device);
         eprintln!("deberta-qa:");
-        let out = model.deberta.forward_all(&io.input);
-        io.check_hidden_states(&out);
-        let (start, end) = model.answer_spans(&io.input);
-        io.diff("start_logits", start);
-        io.diff("end_logits", end);
-    }
-
-    /// Replaces parameters by module path (e.g. `classifier.weight`), keeping ids and
-    /// trainability; counts what it set.
-    struct SetParams {
-        values: HashMap<String, TensorData>,
-        stack: Vec<String>,
-        set: usize,
-    }
-
-    impl burn::module::ModuleMapper<Nd> for SetParams {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
-            self.stack.push(name.to_string());
-        }
-
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.stack.pop();
-        }
-
-        fn map_float<const D: usize>(
-            &mut self,
-            param: Param<Tensor<Nd, D>>,
-        ) -> Param<Tensor<Nd, D>> {
-            let Some(data) = self.values.get(&self.stack.join(".")) else {
-                return param;
-            };
-            let (id, tensor, mapper) = param.consume();
-            assert_eq!(
-                tensor.dims().to_vec(),
-                data.shape.to_vec(),
-                "{}",
-                self.stack.join(".")
-            );
-            self.set += 1;
-            let value = Tensor::from_data(data.clone(), &tensor.device());
-            Param::from_mapped_value(id, value, mapper)
-        }
+        let out = model.deberta.forward_all(&input);
+        check_hidden_states(&fixture, &out);
+        let (start, end) = model.answer_spans(&input);
+        check_output(&fixture, "start_logits", start);
+        check_output(&fixture, "end_logits", end);
     }
 
     #[test]
     fn matches_peft_lora_logits() {
-        let (Some(base), Some(peft)) = (fixture("deberta"), fixture("peft-deberta")) else {
+        let (Some(base), Some(peft)) = (Fixture::load("deberta"), Fixture::load("peft-deberta"))
+        else {
             return;
         };
         let device = Default::default();
         let (model, _) =
-            DebertaV2ForSequenceClassification::<Nd>::from_pretrained(&base, &device).unwrap();
-        let io = read_io(&peft);
-        let base_logits = model.classify(&io.input);
-        let lora = LoraConfig {
-            rank: 4,
-            alpha: 8.0,
-            target_modules: vec!["query_proj".into(), "value_proj".into()],
-            ..Default::default()
-        };
+            DebertaV2ForSequenceClassification::<Nd>::from_pretrained(&base.dir, &device).unwrap();
+        let input = peft.encoder_input(&device);
+        let base_logits = model.classify(&input);
+        let lora = crate::peft::read_config(&peft.dir)
+            .unwrap()
+            .to_lora()
+            .unwrap();
+        assert_eq!((lora.rank, lora.alpha), (4, 8.0));
         let model = model.inject_lora(&lora).unwrap();
-        let file = read_tensors(&peft.join("adapter_model.safetensors"));
-        let mut values = HashMap::new();
-        for adapter in model.lora_adapters() {
-            // A [r, d_in] and B [d_out, r] are stored exactly as PEFT's lora_A / lora_B.
-            let (a, b) = peft_key(&model.hf_module_path(&adapter.path));
-            values.insert(format!("{}.adapter.lora_a", adapter.path), file[&a].clone());
-            values.insert(format!("{}.adapter.lora_b", adapter.path), file[&b].clone());
-        }
-        assert_eq!(values.len(), 8);
-        // modules_to_save: the classifier, PyTorch [out, in] → Burn [in, out].
-        let weight =
-            Tensor::<Nd, 2>::from_data(file["base_model.model.classifier.weight"].clone(), &device);
-        values.insert("classifier.weight".into(), weight.transpose().into_data());
-        values.insert(
-            "classifier.bias".into(),
-            file["base_model.model.classifier.bias"].clone(),
-        );
-        assert_eq!(values.len(), file.len(), "every adapter tensor is used");
-        let mut setter = SetParams {
-            values,
-            stack: Vec::new(),
-            set: 0,
-        };
-        let model = model.map(&mut setter);
-        assert_eq!(setter.set, file.len());
+        assert_eq!(model.lora_adapters().len(), 4);
+        let mut weights = crate::peft::read_weights(&peft.dir).unwrap();
+        // A [r, d_in] and B [d_out, r] are stored exactly as PEFT's lora_A / lora_B, under
+        // `hf_module_path` (`deberta.encoder.layer.N.attention.self.query_proj`).
+        let mut model = crate::peft::load_adapters(model, &mut weights).unwrap();
+        // What remains is the trained head (PEFT's modules_to_save), PyTorch layout.
+        let (weight, bias) = (&weights["classifier.weight"], &weights["classifier.bias"]);
+        model.classifier =
+            crate::peft::linear_from_host(model.classifier, "classifier", weight, Some(bias))
+                .unwrap();
+        assert_eq!(weights.len(), 2, "every adapter tensor is used");
         eprintln!("peft-deberta:");
-        io.diff("logits", model.classify(&io.input));
+        check_output(&peft, "logits", model.classify(&input));
         // The adapter is not a no-op on these inputs, so the match is informative.
-        assert!(max_abs_diff(model.classify(&io.input), base_logits) > 1e-2);
+        assert!(max_abs_diff(model.classify(&input), base_logits) > 1e-2);
     }
 
     #[test]
     fn loads_a_pretraining_checkpoint_into_a_task_model() {
         // microsoft/deberta-v3-base ships `deberta.*` plus its absolute position table and the
         // RTD/MLM heads, and no pooler or classifier: rebuild such a file from the fixture.
-        let Some(dir) = fixture("deberta") else {
+        let Some(fixture) = Fixture::load("deberta") else {
             return;
         };
+        let dir = &fixture.dir;
         let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let extra_data: Vec<u8> = (0..64 * 32)
@@ -2125,8 +1967,7 @@ mod tests {
             ]
         );
         assert_eq!(report.unused.len(), 4, "{:?}", report.unused);
-        let io = read_io(&dir);
-        let out = model.deberta.forward_all(&io.input);
-        io.check_hidden_states(&out);
+        let out = model.deberta.forward_all(&fixture.encoder_input(&device));
+        check_hidden_states(&fixture, &out);
     }
 }

@@ -12,7 +12,8 @@ use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot};
 use safetensors::{Dtype, SafeTensors};
 
-use crate::testing::REQUIRE_ENV;
+use crate::models::EncoderInput;
+use crate::testing::skip_or_fail;
 
 /// One fixture directory with its `io.safetensors` in memory.
 pub struct Fixture {
@@ -28,12 +29,7 @@ impl Fixture {
             .join(name);
         let io_path = dir.join("io.safetensors");
         if !io_path.is_file() {
-            let reason = format!("fixture {} not found", io_path.display());
-            let required = std::env::var(REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
-            if required {
-                panic!("{reason}; {REQUIRE_ENV} is set, so this is a failure, not a skip");
-            }
-            eprintln!("SKIPPED: {reason}");
+            skip_or_fail(&format!("fixture {} not found", io_path.display()));
             return None;
         }
         let io = std::fs::read(&io_path).expect("readable io.safetensors");
@@ -96,6 +92,18 @@ impl Fixture {
         let (values, shape) = self.i64(key);
         assert_eq!(shape.len(), 2, "{key} is not 2-D");
         Tensor::from_data(TensorData::new(values, [shape[0], shape[1]]), device)
+    }
+
+    /// The recorded encoder inputs: `input_ids`, `attention_mask` and, when recorded,
+    /// `token_type_ids`.
+    pub fn encoder_input<B: Backend>(&self, device: &B::Device) -> EncoderInput<B> {
+        EncoderInput {
+            input_ids: self.int2("input_ids", device),
+            attention_mask: self.int2("attention_mask", device),
+            token_type_ids: self
+                .has("token_type_ids")
+                .then(|| self.int2("token_type_ids", device)),
+        }
     }
 }
 

@@ -21,7 +21,9 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::lora::{LoraAdapter, LoraConfig, LoraLinear};
 use crate::models::bert::take_inject;
-use crate::models::common::hf_linear;
+use crate::models::common::{
+    hf_linear, require_heads_divide, require_positive, require_probabilities,
+};
 use crate::models::loader::{
     find_weights, load_weights_with, parse_config, read_config_file, LoadOptions, LoadReport,
     WeightRules,
@@ -113,25 +115,13 @@ impl GPT2Config {
 
     /// Checks the values that would otherwise fail deep inside a forward pass.
     pub fn validate(&self) -> Result<()> {
-        for (key, value) in [
+        require_positive(&[
             ("vocab_size", self.vocab_size),
             ("n_positions", self.n_positions),
             ("n_embd", self.n_embd),
             ("n_head", self.n_head),
-        ] {
-            if value == 0 {
-                return Err(Error::config(key, "must be at least 1"));
-            }
-        }
-        if !self.n_embd.is_multiple_of(self.n_head) {
-            return Err(Error::config(
-                "n_embd",
-                format!(
-                    "{} is not a multiple of n_head = {}",
-                    self.n_embd, self.n_head
-                ),
-            ));
-        }
+        ])?;
+        require_heads_divide(("n_embd", self.n_embd), ("n_head", self.n_head))?;
         if !self.tie_word_embeddings {
             return Err(Error::config(
                 "tie_word_embeddings",
@@ -139,15 +129,11 @@ impl GPT2Config {
             ));
         }
         Activation::from_hf(&self.activation_function, "activation_function")?;
-        for (key, p) in [
+        require_probabilities(&[
             ("resid_pdrop", self.resid_pdrop),
             ("embd_pdrop", self.embd_pdrop),
             ("attn_pdrop", self.attn_pdrop),
-        ] {
-            if !(0.0..1.0).contains(&p) {
-                return Err(Error::config(key, format!("must be in [0, 1), got {p}")));
-            }
-        }
+        ])?;
         Ok(())
     }
 }
