@@ -590,6 +590,25 @@ mod tests {
     }
 
     #[test]
+    fn gram_apply_equals_the_gram_matrix_product() {
+        for (rows, cols) in [(5, 17), (17, 5), (6, 6)] {
+            let m = random(rows, cols, 21);
+            let n = rows.min(cols);
+            let u = random(n, 1, 22);
+            let gram = if rows <= cols {
+                m.clone().matmul(m.clone().transpose())
+            } else {
+                m.clone().transpose().matmul(m.clone())
+            };
+            let diff = (gram_apply(m, u.clone()) - gram.matmul(u))
+                .abs()
+                .max()
+                .into_scalar();
+            assert!(diff < 1e-5, "{rows}×{cols}: {diff}");
+        }
+    }
+
+    #[test]
     fn fused_penalty_descent_equals_the_gradient_step() {
         let b = random(11, 3, 13).mul_scalar(0.7);
         for manifold in [Manifold::Stiefel, Manifold::Oblique] {

@@ -306,39 +306,45 @@ where
         }
     }
 
-    /// C·(1 − ηλ) − η·m̂/(√v̂+ε), updating the moments.
+    /// C·(1 − ηλ) − η·m̂/(√v̂+ε) and the state with updated moments.
     ///
     /// Written as m/(√v + ε√bc₂)·(√bc₂/bc₁) so the bias corrections fold into scalars: fewer
-    /// full-size tensor passes than the textbook form, same value.
+    /// full-size tensor passes than the textbook form, same value. The state is taken by value so
+    /// the moments are updated in place (a cloned tensor would be copied first on ndarray).
     fn adam_update(
         &self,
         c: Tensor<B::InnerBackend, 2>,
         grad: Tensor<B::InnerBackend, 2>,
-        state: &mut MatrixState<B::InnerBackend>,
+        state: MatrixState<B::InnerBackend>,
         eta: f64,
         decay: bool,
-    ) -> Tensor<B::InnerBackend, 2> {
+    ) -> (Tensor<B::InnerBackend, 2>, MatrixState<B::InnerBackend>) {
         let cfg = &self.config;
-        state.time += 1;
-        let t = state.time as i32;
-        state.moment_1 = state.moment_1.clone().mul_scalar(cfg.beta_1)
-            + grad.clone().mul_scalar(1.0 - cfg.beta_1);
-        state.moment_2 = state.moment_2.clone().mul_scalar(cfg.beta_2)
-            + grad.square().mul_scalar(1.0 - cfg.beta_2);
+        let MatrixState {
+            moment_1,
+            moment_2,
+            power,
+            time,
+        } = state;
+        let time = time + 1;
+        let t = time as i32;
+        let moment_1 = moment_1.mul_scalar(cfg.beta_1) + grad.clone().mul_scalar(1.0 - cfg.beta_1);
+        let moment_2 = moment_2.mul_scalar(cfg.beta_2) + grad.square().mul_scalar(1.0 - cfg.beta_2);
         let bc1 = 1.0 - cfg.beta_1.powi(t);
         let bc2_sqrt = (1.0 - cfg.beta_2.powi(t)).sqrt();
-        let dir = state.moment_1.clone()
-            / state
-                .moment_2
-                .clone()
-                .sqrt()
-                .add_scalar(cfg.epsilon * bc2_sqrt);
+        let dir = moment_1.clone() / moment_2.clone().sqrt().add_scalar(cfg.epsilon * bc2_sqrt);
         let c = if decay && cfg.weight_decay > 0.0 {
             c.mul_scalar(1.0 - eta * cfg.weight_decay)
         } else {
             c
         };
-        c - dir.mul_scalar(eta * bc2_sqrt / bc1)
+        let state = MatrixState {
+            moment_1,
+            moment_2,
+            power,
+            time,
+        };
+        (c - dir.mul_scalar(eta * bc2_sqrt / bc1), state)
     }
 
     /// lr·clip(σ^{-p}, lower, upper) from ‖Gram·u‖ ≈ σ² (σ = 0 → upper).
@@ -404,37 +410,26 @@ where
         etas
     }
 
-    /// Steps 1–5 of Algorithm 1 for one adapter; returns the new (A, B).
-    #[allow(clippy::type_complexity)]
-    fn step_adapter(
+    /// Steps 1–5 of Algorithm 1 for B: projected gradient, Adam step, landing pull.
+    fn step_b(
         &self,
-        w: &mut AdapterStep<B::InnerBackend>,
-        eta_a: f64,
+        b: Tensor<B::InnerBackend, 2>,
+        grad: Tensor<B::InnerBackend, 2>,
+        state: MatrixState<B::InnerBackend>,
         eta_b: f64,
-    ) -> (
-        Option<Tensor<B::InnerBackend, 2>>,
-        Option<Tensor<B::InnerBackend, 2>>,
-    ) {
+    ) -> (Tensor<B::InnerBackend, 2>, MatrixState<B::InnerBackend>) {
         let c = &self.config;
-        let new_a = w
-            .grad_a
-            .take()
-            .map(|g| self.adam_update(w.a.clone(), g, &mut w.state_a, eta_a, true));
-        let new_b = w.grad_b.take().map(|g| {
-            let g = project_tangent(c.manifold, w.b.clone(), g);
-            let stepped =
-                self.adam_update(w.b.clone(), g, &mut w.state_b, eta_b, c.weight_decay_on_b);
-            if c.manifold == Manifold::Euclidean || c.mu == 0.0 {
-                return stepped;
-            }
-            let weight = c.mu * c.penalty_convention.weight();
-            let penalty_step = match c.penalty_scaling {
-                PenaltyScaling::StepSize => eta_b * weight,
-                PenaltyScaling::Unscaled => weight,
-            };
-            penalty_descent(c.manifold, stepped, penalty_step)
-        });
-        (new_a, new_b)
+        let grad = project_tangent(c.manifold, b.clone(), grad);
+        let (stepped, state) = self.adam_update(b, grad, state, eta_b, c.weight_decay_on_b);
+        if c.manifold == Manifold::Euclidean || c.mu == 0.0 {
+            return (stepped, state);
+        }
+        let weight = c.mu * c.penalty_convention.weight();
+        let penalty_step = match c.penalty_scaling {
+            PenaltyScaling::StepSize => eta_b * weight,
+            PenaltyScaling::Unscaled => weight,
+        };
+        (penalty_descent(c.manifold, stepped, penalty_step), state)
     }
 
     fn step_common(&mut self, lr: f64, module: M, mut grads: Grads) -> M {
@@ -479,16 +474,28 @@ where
         // Both step sizes come from the norms before either factor moves.
         let etas = self.step_sizes(lr, &mut work);
         let mut updates = HashMap::new();
-        for (mut w, (eta_a, eta_b)) in work.into_iter().zip(etas) {
-            let (new_a, new_b) = self.step_adapter(&mut w, eta_a, eta_b);
-            if let Some(t) = new_a {
-                updates.insert(w.ids.lora_a, t);
+        for (w, (eta_a, eta_b)) in work.into_iter().zip(etas) {
+            let AdapterStep {
+                ids,
+                a,
+                b,
+                grad_a,
+                grad_b,
+                mut state_a,
+                mut state_b,
+            } = w;
+            if let Some(g) = grad_a {
+                let (new_a, state) = self.adam_update(a, g, state_a, eta_a, true);
+                updates.insert(ids.lora_a, new_a);
+                state_a = state;
             }
-            if let Some(t) = new_b {
-                updates.insert(w.ids.lora_b, t);
+            if let Some(g) = grad_b {
+                let (new_b, state) = self.step_b(b, g, state_b, eta_b);
+                updates.insert(ids.lora_b, new_b);
+                state_b = state;
             }
-            self.states.insert(w.ids.lora_a, w.state_a);
-            self.states.insert(w.ids.lora_b, w.state_b);
+            self.states.insert(ids.lora_a, state_a);
+            self.states.insert(ids.lora_b, state_b);
         }
 
         // Everything that is not an adapter: plain AdamW.
