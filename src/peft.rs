@@ -371,6 +371,20 @@ pub fn read_weights(dir: &Path) -> Result<BTreeMap<String, HostTensor>> {
     Ok(out)
 }
 
+/// Injects adapters as `dir/adapter_config.json` describes and fills them from
+/// `dir/adapter_model.safetensors`; returns the model and the tensors that are not adapter
+/// factors (the trained heads, PEFT's `modules_to_save`), keyed by module path.
+pub fn load<B: Backend, M: Module<B> + InjectLora>(
+    model: M,
+    dir: &Path,
+) -> Result<(M, BTreeMap<String, HostTensor>)> {
+    let lora = read_config(dir)?.to_lora()?;
+    let model = model.inject_lora(&lora)?;
+    let mut weights = read_weights(dir)?;
+    let model = load_adapters(model, &mut weights)?;
+    Ok((model, weights))
+}
+
 /// Copies the adapter tensors of `weights` into `model`'s adapters (inject first, with the
 /// adapter's `LoraConfig`), removing them from `weights`; what remains are head tensors.
 /// A missing adapter tensor or a shape mismatch is an error naming the key.

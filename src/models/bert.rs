@@ -1353,14 +1353,8 @@ mod tests {
             BertForSequenceClassification::<Nd>::from_pretrained(&base.dir, None, &device).unwrap();
         let input = peft.encoder_input(&device);
         let base_logits = model.classify(&input);
-        let lora = crate::peft::read_config(&peft.dir)
-            .unwrap()
-            .to_lora()
-            .unwrap();
-        let model = model.inject_lora(&lora).unwrap();
-        let mut weights = crate::peft::read_weights(&peft.dir).unwrap();
         // The adapters are found under `hf_module_path` (`….attention.self.query`).
-        let mut model = crate::peft::load_adapters(model, &mut weights).unwrap();
+        let (mut model, weights) = crate::peft::load(model, &peft.dir).unwrap();
         let adapter = model.bert.encoder.layer[0]
             .attention
             .self_attn

@@ -1888,17 +1888,18 @@ mod tests {
             DebertaV2ForSequenceClassification::<Nd>::from_pretrained(&base.dir, &device).unwrap();
         let input = peft.encoder_input(&device);
         let base_logits = model.classify(&input);
-        let lora = crate::peft::read_config(&peft.dir)
-            .unwrap()
-            .to_lora()
-            .unwrap();
-        assert_eq!((lora.rank, lora.alpha), (4, 8.0));
-        let model = model.inject_lora(&lora).unwrap();
-        assert_eq!(model.lora_adapters().len(), 4);
-        let mut weights = crate::peft::read_weights(&peft.dir).unwrap();
         // A [r, d_in] and B [d_out, r] are stored exactly as PEFT's lora_A / lora_B, under
         // `hf_module_path` (`deberta.encoder.layer.N.attention.self.query_proj`).
-        let mut model = crate::peft::load_adapters(model, &mut weights).unwrap();
+        let (mut model, weights) = crate::peft::load(model, &peft.dir).unwrap();
+        assert_eq!(model.lora_adapters().len(), 4);
+        let adapter = model.deberta.encoder.layer[0]
+            .attention
+            .self_attn
+            .query_proj
+            .adapter
+            .as_ref()
+            .unwrap();
+        assert_eq!((adapter.rank(), adapter.scaling), (4, 2.0), "r 4, alpha 8");
         // What remains is the trained head (PEFT's modules_to_save), PyTorch layout.
         let (weight, bias) = (&weights["classifier.weight"], &weights["classifier.bias"]);
         model.classifier =

@@ -29,6 +29,7 @@ use crate::lora::{adapter_b_factors, count_params};
 use crate::manifold::{distance, Manifold};
 use crate::metrics::{compute, TaskScores};
 use crate::models::source::ModelSource;
+use crate::models::InjectLora;
 
 use crate::train::batch::{EpochLoader, Order, TokenizedSplit};
 use crate::train::config::RunConfig;

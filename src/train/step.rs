@@ -97,27 +97,6 @@ impl<B: Backend> GlueModel<B> {
         Ok((self, report))
     }
 
-    /// Freezes the backbone and adds adapters by Hugging Face module name.
-    pub fn inject_lora(self, config: &LoraConfig) -> Result<Self> {
-        Ok(match self {
-            Self::Deberta(m) => Self::Deberta(m.inject_lora(config)?),
-            Self::Bert(m) => Self::Bert(m.inject_lora(config)?),
-        })
-    }
-
-    /// The PEFT module path of the adapted layer at `rust_path`.
-    ///
-    /// Paths found by walking a `GlueModel` start with the enum variant (`Bert.`, `Deberta.`),
-    /// which is not part of the wrapped model's tree; both forms are accepted.
-    pub fn hf_module_path(&self, rust_path: &str) -> String {
-        match self {
-            Self::Deberta(m) => {
-                m.hf_module_path(rust_path.strip_prefix("Deberta.").unwrap_or(rust_path))
-            }
-            Self::Bert(m) => m.hf_module_path(rust_path.strip_prefix("Bert.").unwrap_or(rust_path)),
-        }
-    }
-
     /// The trained head layers by PEFT module path (the `modules_to_save`): DeBERTa's pooler is
     /// freshly initialised and trained, so it is saved with the classifier; BERT's pretrained
     /// pooler stays frozen, as in PEFT.
@@ -159,12 +138,7 @@ impl<B: Backend> GlueModel<B> {
     /// Injects adapters as `dir/adapter_config.json` describes and loads them with the head from
     /// `dir/adapter_model.safetensors`; any tensor the model cannot place is an error naming it.
     pub fn load_peft(self, dir: &Path) -> Result<Self> {
-        let lora = peft::read_config(dir)?.to_lora()?;
-        let mut weights = peft::read_weights(dir)?;
-        let mut model = match self.inject_lora(&lora)? {
-            Self::Deberta(m) => Self::Deberta(peft::load_adapters(m, &mut weights)?),
-            Self::Bert(m) => Self::Bert(peft::load_adapters(m, &mut weights)?),
-        };
+        let (mut model, mut weights) = peft::load(self, dir)?;
         // PEFT itself saves only the classifier (its default modules_to_save); our exports add
         // DeBERTa's trained pooler. Without it, the model's own pooler stays.
         let required = |name: &str, head: Option<_>| {
@@ -232,6 +206,34 @@ impl<B: Backend> GlueModel<B> {
             logits,
             targets: batch.targets,
             orthogonality: None,
+        }
+    }
+}
+
+impl<B: Backend> InjectLora for GlueModel<B> {
+    fn lora_target_names(&self) -> Vec<&'static str> {
+        match self {
+            Self::Deberta(m) => m.lora_target_names(),
+            Self::Bert(m) => m.lora_target_names(),
+        }
+    }
+
+    /// Freezes the backbone and adds adapters by Hugging Face module name.
+    fn inject_lora(self, config: &LoraConfig) -> Result<Self> {
+        Ok(match self {
+            Self::Deberta(m) => Self::Deberta(m.inject_lora(config)?),
+            Self::Bert(m) => Self::Bert(m.inject_lora(config)?),
+        })
+    }
+
+    /// Paths found by walking a `GlueModel` start with the enum variant (`Bert.`, `Deberta.`),
+    /// which is not part of the wrapped model's tree; both forms are accepted.
+    fn hf_module_path(&self, rust_path: &str) -> String {
+        match self {
+            Self::Deberta(m) => {
+                m.hf_module_path(rust_path.strip_prefix("Deberta.").unwrap_or(rust_path))
+            }
+            Self::Bert(m) => m.hf_module_path(rust_path.strip_prefix("Bert.").unwrap_or(rust_path)),
         }
     }
 }
