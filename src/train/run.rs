@@ -295,6 +295,7 @@ pub fn run<B: AutodiffBackend>(
 
     B::seed(device, config.seed);
     let (model, report) = GlueModel::<B>::from_pretrained(&files.dir, task.num_labels(), device)?;
+    model.check_max_len(config.max_len)?;
     if !report.missing.is_empty() {
         println!(
             "freshly initialised (not in the checkpoint): {}",

@@ -88,6 +88,32 @@ impl<B: Backend> GlueModel<B> {
         }
     }
 
+    /// The longest input the model accepts: BERT's `max_position_embeddings`; DeBERTa with
+    /// relative attention only (v3) has no absolute positions and no limit.
+    pub fn max_positions(&self) -> Option<usize> {
+        match self {
+            Self::Deberta(m) => m
+                .deberta
+                .embeddings
+                .position_embeddings
+                .as_ref()
+                .map(|e| e.weight.dims()[0]),
+            Self::Bert(m) => Some(m.bert.embeddings.position_embeddings.weight.dims()[0]),
+        }
+    }
+
+    /// Rejects a `max_len` longer than the model's position table, which would otherwise fail
+    /// inside the embedding lookup on the first long batch.
+    pub fn check_max_len(&self, max_len: usize) -> Result<()> {
+        match self.max_positions() {
+            Some(max) if max_len > max => Err(Error::config(
+                "max_len",
+                format!("{max_len} exceeds the model's max_position_embeddings {max}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Loads a checkpoint into the model.
     pub fn load(mut self, weights: &Path) -> Result<(Self, LoadReport)> {
         let report = match &mut self {
@@ -427,6 +453,33 @@ mod tests {
             &reference.f32("logits"),
         );
         assert!(diff <= 1e-4, "{diff}");
+    }
+
+    #[test]
+    fn max_len_beyond_the_position_table_is_a_config_error() {
+        let (Some(bert), Some(deberta)) = (Fixture::load("bert"), Fixture::load("deberta")) else {
+            return;
+        };
+        let device = Default::default();
+        let (model, _) = GlueModel::<Nd>::from_pretrained(&bert.dir, 2, &device).unwrap();
+        assert_eq!(
+            model.max_positions(),
+            Some(64),
+            "tests/fixtures/bert/config.json"
+        );
+        assert!(model.check_max_len(64).is_ok());
+        match model.check_max_len(65) {
+            Err(Error::Config { key, .. }) => assert_eq!(key, "max_len"),
+            other => panic!("expected a max_len error, got {other:?}"),
+        }
+        let (model, _) = GlueModel::<Nd>::from_pretrained(&deberta.dir, 2, &device).unwrap();
+        let config = DebertaV2Config::from_file(&deberta.dir.join("config.json")).unwrap();
+        if config.position_biased_input {
+            assert_eq!(model.max_positions(), Some(config.max_position_embeddings));
+        } else {
+            assert_eq!(model.max_positions(), None);
+            assert!(model.check_max_len(100_000).is_ok());
+        }
     }
 
     #[test]
