@@ -155,10 +155,7 @@ impl<B: Backend> GlueModel<B> {
             .map(|(name, _)| name.split('.').next().unwrap_or(name).to_string())
             .collect();
         let config = peft::PeftConfig::from_lora(lora, "SEQ_CLS", base_model, modules_to_save);
-        match self {
-            Self::Deberta(m) => peft::save(m, &heads, &config, sidecar, dir),
-            Self::Bert(m) => peft::save(m, &heads, &config, sidecar, dir),
-        }
+        peft::save(self, &heads, &config, sidecar, dir)
     }
 
     /// Injects adapters as `dir/adapter_config.json` describes and loads them with the head from
