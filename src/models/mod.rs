@@ -183,3 +183,65 @@ pub(crate) fn resolve_targets(
 pub(crate) fn mask_value(dtype: burn::tensor::DType) -> f64 {
     dtype.finfo().map_or(f32::MIN as f64, |info| info.min)
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::NdArray;
+
+    use super::*;
+
+    /// transformers' formulas (activations.py), in f64.
+    fn reference(name: &str, x: f64) -> f64 {
+        let tanh_gelu = 0.5
+            * x
+            * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh());
+        let sigmoid = 1.0 / (1.0 + (-x).exp());
+        match name {
+            // x·Φ(x), Φ(x) = ½(1 + erf(x/√2)): tanh and erf forms differ by ~1e-4 here.
+            "gelu" | "gelu_python" => x * normal_cdf(x),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "gelu_accurate" => tanh_gelu,
+            "relu" => x.max(0.0),
+            "tanh" => x.tanh(),
+            "silu" | "swish" => x * sigmoid,
+            "sigmoid" => sigmoid,
+            other => panic!("no reference for {other}"),
+        }
+    }
+
+    /// Φ(x) from the Taylor series of erf, summed until the terms vanish.
+    fn normal_cdf(x: f64) -> f64 {
+        let z = x / std::f64::consts::SQRT_2;
+        let (mut term, mut sum, mut n) = (z, z, 0.0);
+        while term.abs() > 1e-17 {
+            n += 1.0;
+            term *= -z * z / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        0.5 * (1.0 + 2.0 / std::f64::consts::PI.sqrt() * sum)
+    }
+
+    #[test]
+    fn every_accepted_name_computes_the_transformers_formula() {
+        let xs = [-3.5, -1.2, -0.3, 0.0, 0.4, 1.7, 3.0];
+        let device = Default::default();
+        let input = Tensor::<NdArray<f32>, 1>::from_floats(xs.map(|x| x as f32), &device);
+        for name in Activation::NAMES {
+            let act = Activation::from_hf(name, "hidden_act").unwrap();
+            let out: Vec<f32> = act.forward(input.clone()).into_data().to_vec().unwrap();
+            for (x, y) in xs.iter().zip(out) {
+                let expected = reference(name, *x);
+                assert!(
+                    (f64::from(y) - expected).abs() < 1e-5,
+                    "{name}({x}) = {y}, transformers {expected}"
+                );
+            }
+        }
+        let err = Activation::from_hf("mish", "hidden_act")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("hidden_act") && err.contains("gelu_new"),
+            "{err}"
+        );
+    }
+}

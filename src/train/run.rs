@@ -30,7 +30,6 @@ use crate::manifold::{distance, Manifold};
 use crate::metrics::{compute, TaskScores};
 use crate::models::source::ModelSource;
 use crate::models::InjectLora;
-
 use crate::train::batch::{EpochLoader, Order, TokenizedSplit};
 use crate::train::config::RunConfig;
 use crate::train::figures;
@@ -278,6 +277,11 @@ pub fn run<B: AutodiffBackend>(
             pad_id: None,
         },
     )?;
+    // The model (and its max_len check) before the data: tokenising a large task takes minutes,
+    // and the data uses its own seeded generator, not the backend's.
+    B::seed(device, config.seed);
+    let (model, report) = GlueModel::<B>::from_pretrained(&files.dir, task.num_labels(), device)?;
+    model.check_max_len(config.max_len)?;
     let data = load_data(&config, task, &encoder)?;
     println!(
         "task {} | method {} | model {} | train {} examples | dev {} | backend {}",
@@ -293,9 +297,6 @@ pub fn run<B: AutodiffBackend>(
         crate::backend::NAME
     );
 
-    B::seed(device, config.seed);
-    let (model, report) = GlueModel::<B>::from_pretrained(&files.dir, task.num_labels(), device)?;
-    model.check_max_len(config.max_len)?;
     if !report.missing.is_empty() {
         println!(
             "freshly initialised (not in the checkpoint): {}",
