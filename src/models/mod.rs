@@ -125,7 +125,7 @@ impl Activation {
     /// Applies the activation.
     pub fn forward<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
-            Self::Gelu => activation::gelu(x),
+            Self::Gelu => gelu_exact(x),
             Self::GeluTanh => activation::gelu_approximate(x),
             Self::Relu => activation::relu(x),
             Self::Tanh => activation::tanh(x),
@@ -133,6 +133,23 @@ impl Activation {
             Self::Sigmoid => activation::sigmoid(x),
         }
     }
+}
+
+/// The exact GELU x·Φ(x), Φ(x) = ½(1 + erf(x/√2)), exact in backward as well as forward.
+///
+/// Burn's fused `gelu` computes the erf form forward, but its backward (shared by ndarray, wgpu
+/// and cuda) differentiates the tanh approximation, off by up to ~1e-3 from Φ(x) + x·φ(x). Under
+/// autodiff the erf form is therefore built from primitives, whose derivatives are exact; without
+/// autodiff the fused op is used, since only its forward runs.
+pub fn gelu_exact<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    if !B::ad_enabled(&x.device()) {
+        return activation::gelu(x);
+    }
+    let phi = (x.clone() * std::f64::consts::FRAC_1_SQRT_2)
+        .erf()
+        .add_scalar(1.0)
+        * 0.5;
+    x * phi
 }
 
 /// The leaf names selected by `config.target_modules`: `all_linear` for [`ALL_LINEAR`], else each
@@ -218,6 +235,86 @@ mod tests {
             sum += term / (2.0 * n + 1.0);
         }
         0.5 * (1.0 + 2.0 / std::f64::consts::PI.sqrt() * sum)
+    }
+
+    /// d/dx x·Φ(x) = Φ(x) + x·φ(x).
+    fn gelu_derivative(x: f64) -> f64 {
+        normal_cdf(x) + x * (-x * x / 2.0).exp() / (2.0 * std::f64::consts::PI).sqrt()
+    }
+
+    /// The autodiff gradient of Σ gelu(x) on the feature-selected backend.
+    fn gelu_grad(
+        xs: &[f32],
+        gelu: fn(Tensor<crate::backend::Train, 1>) -> Tensor<crate::backend::Train, 1>,
+    ) -> Vec<f32> {
+        let device = crate::backend::device();
+        let x = Tensor::<crate::backend::Train, 1>::from_floats(xs, &device).require_grad();
+        let grads = gelu(x.clone()).sum().backward();
+        x.grad(&grads).unwrap().into_data().to_vec().unwrap()
+    }
+
+    fn max_error(xs: &[f32], grads: &[f32], reference: impl Fn(f64) -> f64) -> f64 {
+        xs.iter()
+            .zip(grads)
+            .map(|(&x, &g)| (f64::from(g) - reference(f64::from(x))).abs())
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn gelu_gradient_is_the_exact_erf_derivative() {
+        // |x| ≤ 6: the Taylor series of the f64 reference loses digits beyond.
+        let xs: Vec<f32> = (0..=480).map(|i| -6.0 + i as f32 * 0.025).collect();
+        // The closed form itself, against central differences of the f64 reference (on |x| ≤ 4,
+        // where the reference's own rounding stays far below the tolerance once divided by h).
+        let h = 1e-4;
+        let fd = |x: f64| (reference("gelu", x + h) - reference("gelu", x - h)) / (2.0 * h);
+        let closed_vs_fd = (-400..=400)
+            .map(|i| f64::from(i) * 0.01)
+            .map(|x| (fd(x) - gelu_derivative(x)).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            closed_vs_fd < 1e-7,
+            "closed form vs finite differences: {closed_vs_fd}"
+        );
+
+        let ours = max_error(&xs, &gelu_grad(&xs, gelu_exact), gelu_derivative);
+        assert!(ours < 2e-6, "gelu_exact gradient off by {ours}");
+        // Burn's fused GELU differentiates the tanh approximation; this is what gelu_exact fixes
+        // (if a Burn release makes it exact, the fused op can be used again).
+        let fused = max_error(&xs, &gelu_grad(&xs, activation::gelu), gelu_derivative);
+        assert!(fused > 1e-4, "fused GELU gradient now exact ({fused})");
+    }
+
+    #[test]
+    fn gelu_matches_pytorch_forward_and_gradient() {
+        let Some(fixture) = fixtures::Fixture::load("gelu") else {
+            return;
+        };
+        let (xs, _) = fixture.f32("x");
+        let (torch_y, _) = fixture.f32("gelu");
+        let (torch_grad, _) = fixture.f32("grad");
+        let ours = gelu_grad(&xs, gelu_exact);
+        let grad_diff = ours
+            .iter()
+            .zip(&torch_grad)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(grad_diff < 2e-6, "gradient vs torch: {grad_diff}");
+        let device = crate::backend::device();
+        let y: Vec<f32> = Activation::Gelu
+            .forward(Tensor::<crate::backend::Inner, 1>::from_floats(
+                xs.as_slice(),
+                &device,
+            ))
+            .into_data()
+            .to_vec()
+            .unwrap();
+        let y_diff = y
+            .iter()
+            .zip(&torch_y)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(y_diff < 2e-6, "forward vs torch: {y_diff}");
     }
 
     #[test]

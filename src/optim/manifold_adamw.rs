@@ -8,7 +8,9 @@
 //!    remark after eq. (15)). ‖·‖₂ comes from power iteration whose vector lives in the optimizer
 //!    state, so one iteration per step tracks it. ‖A‖₂ = 0 (A starts at zero) maps to `upper`.
 //! 4. C ← C − η·m̂/(√v̂+ε) − η·λ·C (decoupled decay, as PyTorch's AdamW).
-//! 5. B only, the landing pull back to the manifold: B ← B − η(B)·μ·∇R(B).
+//! 5. B only, the landing pull back to the manifold: B ← B − η(B)·μ·∇R(B)
+//!    (`penalty_placement = "after_step"`), or, with `"in_gradient"`, μ∇R(B) added to the
+//!    projected gradient in step 1 so that Adam normalises it together with the loss gradient.
 //!
 //! Why step 5 is scaled by η(B) by default: on each singular value the unscaled penalty step is
 //! σ ↦ σ − 4μσ(σ² − 1), whose derivative at σ = 1 is 1 − 8μ; it is a contraction only for
@@ -31,8 +33,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::lora::{param_values, set_params, AdapterRef, LoraModule};
 use crate::manifold::{
-    gram_apply, initial_power_vector, penalty_descent, power_iteration, power_vector_len,
-    project_tangent, Manifold,
+    gram_apply, initial_power_vector, penalty_descent, penalty_grad, power_iteration,
+    power_vector_len, project_tangent, Manifold,
 };
 
 /// How the step size of A and B is chosen.
@@ -55,6 +57,21 @@ pub enum PenaltyScaling {
     StepSize,
     /// B ← B − μ·∇R(B): the literal reading; only stable for μ < ¼, so larger μ is rejected.
     Unscaled,
+}
+
+/// Where the penalty gradient μ∇R(B) enters the update of B.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PenaltyPlacement {
+    /// A separate landing step after the Adam step: B ← B − s·μ·∇R(B), s from
+    /// `penalty_scaling` (Algorithm 1's last line, read literally).
+    #[default]
+    AfterStep,
+    /// Inside the gradient that Adam normalises: g_B = grad_B L + μ∇R(B) (the text above
+    /// Algorithm 1: "the gradients … for A and B are ∇_A L and grad_B L + μ∇R_s(B)"). Adam's
+    /// per-coordinate normalisation makes the pull as strong as the loss step whatever the
+    /// gradient scale, and bounds it by η, so every μ is stable; `penalty_scaling` does not apply.
+    InGradient,
 }
 
 /// Which normalisation of the penalty R the weight μ multiplies.
@@ -105,7 +122,9 @@ pub struct ManifoldAdamWConfig {
     pub norm_power: f64,
     /// Partner-inverse step sizes or plain lr.
     pub step_schedule: StepSchedule,
-    /// Penalty step scaled by η(B) or not.
+    /// Penalty as a step after Adam's or inside the gradient Adam normalises.
+    pub penalty_placement: PenaltyPlacement,
+    /// Penalty step scaled by η(B) or not (`after_step` placement only).
     pub penalty_scaling: PenaltyScaling,
     /// Normalisation of R that μ multiplies (the ¼ factor of the landing papers or not).
     pub penalty_convention: PenaltyConvention,
@@ -127,6 +146,7 @@ impl Default for ManifoldAdamWConfig {
             upper: 5.0,
             norm_power: 1.0,
             step_schedule: StepSchedule::PartnerInverse,
+            penalty_placement: PenaltyPlacement::AfterStep,
             penalty_scaling: PenaltyScaling::StepSize,
             penalty_convention: PenaltyConvention::Full,
             power_iterations: 1,
@@ -186,7 +206,8 @@ impl ManifoldAdamWConfig {
             }
         }
         let weight = self.mu * self.penalty_convention.weight();
-        if self.penalty_scaling == PenaltyScaling::Unscaled
+        if self.penalty_placement == PenaltyPlacement::AfterStep
+            && self.penalty_scaling == PenaltyScaling::Unscaled
             && weight >= 0.25
             && self.manifold != Manifold::Euclidean
         {
@@ -419,12 +440,16 @@ where
         eta_b: f64,
     ) -> (Tensor<B::InnerBackend, 2>, MatrixState<B::InnerBackend>) {
         let c = &self.config;
-        let grad = project_tangent(c.manifold, b.clone(), grad);
+        let weight = c.mu * c.penalty_convention.weight();
+        let penalised = c.manifold != Manifold::Euclidean && c.mu > 0.0;
+        let mut grad = project_tangent(c.manifold, b.clone(), grad);
+        if penalised && c.penalty_placement == PenaltyPlacement::InGradient {
+            grad = grad + penalty_grad(c.manifold, b.clone()).mul_scalar(weight);
+        }
         let (stepped, state) = self.adam_update(b, grad, state, eta_b, c.weight_decay_on_b);
-        if c.manifold == Manifold::Euclidean || c.mu == 0.0 {
+        if !penalised || c.penalty_placement == PenaltyPlacement::InGradient {
             return (stepped, state);
         }
-        let weight = c.mu * c.penalty_convention.weight();
         let penalty_step = match c.penalty_scaling {
             PenaltyScaling::StepSize => eta_b * weight,
             PenaltyScaling::Unscaled => weight,
@@ -607,10 +632,14 @@ mod tests {
             manifold,
             ..Default::default()
         };
-        Net {
+        let net = Net {
             layer: LoraLinear::new(LinearConfig::new(d_in, d_out).init(&device)).inject(&config),
             head: LinearConfig::new(d_out, 2).init(&device),
-        }
+        };
+        // Parameters are initialised lazily, and a clone initialises on its own: materialise them
+        // now so that clones of this net hold the same values.
+        let record = net.clone().into_record();
+        net.load_record(record)
     }
 
     fn set_adapter(mut net: Net<AD>, a: Vec<f64>, b: Vec<f64>) -> Net<AD> {
@@ -666,8 +695,25 @@ mod tests {
 
     #[test]
     fn two_steps_match_an_independent_f64_reference() {
+        two_steps_match_reference(PenaltyPlacement::AfterStep);
+    }
+
+    #[test]
+    fn two_steps_with_the_penalty_in_the_gradient_match_the_reference() {
+        two_steps_match_reference(PenaltyPlacement::InGradient);
+    }
+
+    /// B(BᵀB − I) in f64.
+    fn host_landing_normal(b: &[f64], d_out: usize, r: usize) -> Vec<f64> {
+        let gram = host::matmul(&host::transpose(b, d_out, r), b, r, d_out, r);
+        let gram_minus_i: Vec<f64> = gram.iter().zip(host::eye(r)).map(|(g, e)| g - e).collect();
+        host::matmul(b, &gram_minus_i, d_out, r, r)
+    }
+
+    fn two_steps_match_reference(placement: PenaltyPlacement) {
         let (d_in, d_out, r) = (6, 5, 2);
         let config = ManifoldAdamWConfig {
+            penalty_placement: placement,
             manifold: Manifold::Stiefel,
             weight_decay: 0.1,
             mu: 1.2,
@@ -721,18 +767,26 @@ mod tests {
                 .map(|i| 0.5 * (btg[i] + btg[(i % r) * r + i / r]))
                 .collect();
             let correction = host::matmul(&b, &sym, d_out, r, r);
-            let projected: Vec<f64> = gb.iter().zip(&correction).map(|(g, c)| g - c).collect();
+            let mut projected: Vec<f64> = gb.iter().zip(&correction).map(|(g, c)| g - c).collect();
+            if placement == PenaltyPlacement::InGradient {
+                let normal = host_landing_normal(&b, d_out, r);
+                for (p, n) in projected.iter_mut().zip(normal) {
+                    *p += config.mu * 4.0 * n;
+                }
+            }
             let dir_b = sb.direction(&projected, &config);
             let stepped: Vec<f64> = (0..b.len())
                 .map(|i| b[i] - eta_b * dir_b[i] - eta_b * config.weight_decay * b[i])
                 .collect();
-            let gram = host::matmul(&host::transpose(&stepped, d_out, r), &stepped, r, d_out, r);
-            let gram_minus_i: Vec<f64> =
-                gram.iter().zip(host::eye(r)).map(|(g, e)| g - e).collect();
-            let pull = host::matmul(&stepped, &gram_minus_i, d_out, r, r);
-            let new_b: Vec<f64> = (0..b.len())
-                .map(|i| stepped[i] - eta_b * config.mu * 4.0 * pull[i])
-                .collect();
+            let new_b: Vec<f64> = match placement {
+                PenaltyPlacement::InGradient => stepped,
+                PenaltyPlacement::AfterStep => {
+                    let pull = host_landing_normal(&stepped, d_out, r);
+                    (0..b.len())
+                        .map(|i| stepped[i] - eta_b * config.mu * 4.0 * pull[i])
+                        .collect()
+                }
+            };
             let dir_h = sh.direction(&gh, &config);
             head = (0..head.len())
                 .map(|i| head[i] - lr * dir_h[i] - lr * config.weight_decay * head[i])
@@ -757,10 +811,15 @@ mod tests {
         assert_eq!(host_of(model.layer.base.weight.val()), base_before);
     }
 
+    /// Gradients of a fixed pseudo-random batch; not from the backend RNG, which is global and
+    /// reseeded by tests running in parallel.
     fn random_grads(model: &Net<AD>, seed: u64) -> GradientsParams {
         let device = Default::default();
-        Nd::seed(&device, seed);
-        let x = Tensor::<AD, 2>::random([8, 6], Distribution::Normal(0.0, 1.0), &device);
+        let mut rng = crate::data::rng::SplitMix64(seed);
+        let x: Vec<f32> = (0..8 * 6)
+            .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+            .collect();
+        let x = Tensor::<AD, 2>::from_data(burn::tensor::TensorData::new(x, [8, 6]), &device);
         let loss = model.forward(x).square().mean();
         GradientsParams::from_grads(loss.backward(), model)
     }
@@ -801,6 +860,14 @@ mod tests {
     /// Fits W0 + s·BA to a target W0 + s·B*A* with B* on the manifold; returns (first, last
     /// loss, final distance of B to the manifold).
     fn toy_regression(manifold: Manifold) -> (f32, f32, f32) {
+        toy_regression_with(manifold, PenaltyPlacement::AfterStep, 1.0)
+    }
+
+    fn toy_regression_with(
+        manifold: Manifold,
+        penalty_placement: PenaltyPlacement,
+        mu: f64,
+    ) -> (f32, f32, f32) {
         let (d_in, d_out, r) = (16, 12, 3);
         let device = Default::default();
         Nd::seed(&device, 42);
@@ -815,7 +882,8 @@ mod tests {
         let delta_t = delta.transpose();
         let config = ManifoldAdamWConfig {
             manifold,
-            mu: 1.0,
+            penalty_placement,
+            mu,
             lower: 0.5,
             upper: 5.0,
             ..Default::default()
@@ -888,6 +956,22 @@ mod tests {
     }
 
     #[test]
+    fn penalty_in_the_gradient_lands_for_every_tabulated_mu_and_beyond() {
+        // Tables 4–6 use μ in 0.8–1.2; 10 shows the pull stays bounded by Adam's normalisation.
+        for manifold in [Manifold::Stiefel, Manifold::Oblique] {
+            for mu in [0.8, 1.2, 10.0] {
+                let (first, last, dist) =
+                    toy_regression_with(manifold, PenaltyPlacement::InGradient, mu);
+                assert!(
+                    last * 100.0 <= first,
+                    "{manifold} μ {mu}: loss {first} → {last}"
+                );
+                assert!(dist < 1e-2, "{manifold} μ {mu}: distance {dist}");
+            }
+        }
+    }
+
+    #[test]
     fn record_round_trip_resumes_identically() {
         let config = ManifoldAdamWConfig {
             weight_decay: 0.05,
@@ -944,9 +1028,16 @@ mod tests {
             .contains("μ < 1"));
         let ok = ManifoldAdamWConfig {
             mu: 0.2,
-            ..unscaled
+            ..unscaled.clone()
         };
         assert!(ok.validate().is_ok());
+        // In the gradient the penalty never takes an unscaled step, so any μ is accepted.
+        let in_gradient = ManifoldAdamWConfig {
+            penalty_placement: PenaltyPlacement::InGradient,
+            mu: 10.0,
+            ..unscaled
+        };
+        assert!(in_gradient.validate().is_ok());
         let bad_clip = ManifoldAdamWConfig {
             lower: 3.0,
             upper: 1.0,

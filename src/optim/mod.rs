@@ -6,5 +6,6 @@ pub mod manifold_adamw;
 
 pub use landing::{EigenProblem, Landing, Retraction, RetractionKind};
 pub use manifold_adamw::{
-    ManifoldAdamW, ManifoldAdamWConfig, PenaltyConvention, PenaltyScaling, StepSchedule,
+    ManifoldAdamW, ManifoldAdamWConfig, PenaltyConvention, PenaltyPlacement, PenaltyScaling,
+    StepSchedule,
 };
