@@ -11,7 +11,9 @@ pub mod manifold;
 pub mod metrics;
 pub mod models;
 pub mod optim;
+pub mod paper;
 pub mod peft;
+pub mod tasks;
 pub mod testing;
 pub mod train;
 

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::lora::LoraConfig;
 use crate::manifold::Manifold;
 use crate::optim::{ManifoldAdamWConfig, StepSchedule};
+use crate::paper::PaperRow;
 
 /// The three methods the paper compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -24,16 +25,23 @@ pub enum Method {
     /// B on the Stiefel manifold (orthonormal columns).
     #[default]
     Stiefel,
+    /// Full fine-tuning: no adapters, every weight trained by AdamW (the tables' "Full FT" rows).
+    Full,
 }
 
 impl Method {
     /// The manifold of B.
     pub fn manifold(self) -> Manifold {
         match self {
-            Method::Lora => Manifold::Euclidean,
+            Method::Lora | Method::Full => Manifold::Euclidean,
             Method::Sphere => Manifold::Oblique,
             Method::Stiefel => Manifold::Stiefel,
         }
+    }
+
+    /// Whether the method trains LoRA adapters (all but full fine-tuning).
+    pub fn uses_adapters(self) -> bool {
+        self != Method::Full
     }
 
     /// Name in configs, flags and run directories.
@@ -42,6 +50,7 @@ impl Method {
             Method::Lora => "lora",
             Method::Sphere => "sphere",
             Method::Stiefel => "stiefel",
+            Method::Full => "full",
         }
     }
 }
@@ -60,9 +69,10 @@ impl FromStr for Method {
             "lora" | "euclidean" => Ok(Method::Lora),
             "sphere" | "oblique" => Ok(Method::Sphere),
             "stiefel" => Ok(Method::Stiefel),
+            "full" => Ok(Method::Full),
             other => Err(Error::config(
                 "method",
-                format!("unknown method `{other}`; valid: lora, sphere, stiefel"),
+                format!("unknown method `{other}`; valid: lora, sphere, stiefel, full"),
             )),
         }
     }
@@ -114,6 +124,8 @@ pub struct RunConfig {
     pub lora: LoraConfig,
     /// ManifoldAdamW.
     pub optimizer: ManifoldAdamWConfig,
+    /// The row of the paper's tables this configuration reproduces, with the reported score.
+    pub paper: Option<PaperRow>,
 }
 
 impl Default for RunConfig {
@@ -148,6 +160,7 @@ impl Default for RunConfig {
                 weight_decay: 0.1,
                 ..ManifoldAdamWConfig::default()
             },
+            paper: None,
         }
     }
 }
@@ -200,15 +213,15 @@ impl RunConfig {
         let manifold = self.method.manifold();
         self.lora.manifold = manifold;
         self.optimizer.manifold = manifold;
-        if self.method == Method::Lora {
-            // The baseline is exactly AdamW: no partner step sizes, no penalty.
+        if matches!(self.method, Method::Lora | Method::Full) {
+            // The baselines are exactly AdamW: no partner step sizes, no penalty.
             self.optimizer.step_schedule = StepSchedule::Off;
             self.optimizer.mu = 0.0;
         }
         self.glue_task()?;
         self.lora.validate()?;
         self.optimizer.validate()?;
-        if self.lora.target_modules.is_empty() {
+        if self.method.uses_adapters() && self.lora.target_modules.is_empty() {
             return Err(Error::config(
                 "lora.target_modules",
                 "name at least one module",
@@ -255,14 +268,15 @@ impl RunConfig {
 
     /// The run directory name.
     pub fn run_name(&self) -> String {
-        self.run_name.clone().unwrap_or_else(|| {
-            format!(
+        self.run_name.clone().unwrap_or_else(|| match self.method {
+            Method::Full => format!("{}-full-s{}", self.task.to_ascii_lowercase(), self.seed),
+            method => format!(
                 "{}-{}-r{}-s{}",
                 self.task.to_ascii_lowercase(),
-                self.method,
+                method,
                 self.lora.rank,
                 self.seed
-            )
+            ),
         })
     }
 

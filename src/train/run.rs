@@ -30,6 +30,7 @@ use crate::manifold::{distance, Manifold};
 use crate::metrics::{compute, TaskScores};
 use crate::models::source::ModelSource;
 use crate::models::InjectLora;
+use crate::paper::PaperRow;
 use crate::train::batch::{EpochLoader, Order, TokenizedSplit};
 use crate::train::config::RunConfig;
 use crate::train::figures;
@@ -303,7 +304,12 @@ pub fn run<B: AutodiffBackend>(
             report.missing.join(", ")
         );
     }
-    let model = model.inject_lora(&config.lora)?;
+    // Full fine-tuning trains the model as loaded: nothing frozen, no adapters.
+    let model = if config.method.uses_adapters() {
+        model.inject_lora(&config.lora)?
+    } else {
+        model
+    };
     let (trainable, total) = count_params(&model);
     println!("trainable parameters {trainable} of {total}");
 
@@ -437,24 +443,29 @@ pub fn run<B: AutodiffBackend>(
         }
     }
 
-    // Export the adapter and head in PEFT format, then prove it round-trips.
-    let adapter_dir = run_dir.join(ADAPTER_DIR);
-    let sidecar = json!({
-        "method": config.method.name(),
-        "manifold": config.lora.manifold,
-        "task": task.name(),
-        "num_labels": task.num_labels(),
-        "optimizer": config.optimizer,
-        "best_epoch": best,
-    });
-    best_model.save_peft(&config.lora, &config.model, &sidecar, &adapter_dir)?;
-    let reloaded =
-        GlueModel::<B::InnerBackend>::from_pretrained(&files.dir, task.num_labels(), device)?
-            .0
-            .load_peft(&adapter_dir)?;
-    let (reloaded_predictions, _) =
-        predict(&reloaded, &data.dev[0].1, config.eval_batch_size, device);
-    let reload_matches = reloaded_predictions == best_predictions;
+    // Export the adapter and head in PEFT format, then prove it round-trips. A fully fine-tuned
+    // model has no adapter: its weights are the best checkpoint.
+    let reload_matches = if config.method.uses_adapters() {
+        let adapter_dir = run_dir.join(ADAPTER_DIR);
+        let sidecar = json!({
+            "method": config.method.name(),
+            "manifold": config.lora.manifold,
+            "task": task.name(),
+            "num_labels": task.num_labels(),
+            "optimizer": config.optimizer,
+            "best_epoch": best,
+        });
+        best_model.save_peft(&config.lora, &config.model, &sidecar, &adapter_dir)?;
+        let reloaded =
+            GlueModel::<B::InnerBackend>::from_pretrained(&files.dir, task.num_labels(), device)?
+                .0
+                .load_peft(&adapter_dir)?;
+        let (reloaded_predictions, _) =
+            predict(&reloaded, &data.dev[0].1, config.eval_batch_size, device);
+        Some(reloaded_predictions == best_predictions)
+    } else {
+        None
+    };
 
     let factors = adapter_b_factors(&best_model);
     // Distance of each B to its own manifold (for the sphere, ‖BᵀB − I‖ is not the constraint:
@@ -524,6 +535,8 @@ pub fn run<B: AutodiffBackend>(
             .then(|| distances.iter().sum::<f64>() / distances.len() as f64),
         "manifold_distance_max": distances.iter().copied().reduce(f64::max),
         "resumed_after_epoch": resume_epoch,
+        "optimizer": config.optimizer,
+        "paper": paper_comparison(config.paper.as_ref(), &dev_json),
     });
     let results_path = run_dir.join(RESULTS_FILE);
     std::fs::write(
@@ -531,10 +544,10 @@ pub fn run<B: AutodiffBackend>(
         serde_json::to_string_pretty(&results).unwrap_or_default() + "\n",
     )
     .map_err(|e| Error::io(&results_path, e))?;
-    if !reload_matches {
+    if reload_matches == Some(false) {
         return Err(Error::Other(format!(
             "the exported adapter in {} does not reproduce the dev predictions",
-            adapter_dir.display()
+            run_dir.join(ADAPTER_DIR).display()
         )));
     }
     Ok(RunSummary {
@@ -543,6 +556,31 @@ pub fn run<B: AutodiffBackend>(
         best_epoch: best,
         dev_scores,
         results,
+    })
+}
+
+/// The paper row the configuration reproduces, with each reported score next to this run's
+/// (both in percent, as the paper prints them); `null` when the configuration names no row.
+fn paper_comparison(row: Option<&PaperRow>, dev: &serde_json::Map<String, Value>) -> Value {
+    let Some(row) = row else {
+        return Value::Null;
+    };
+    let this_run: serde_json::Map<String, Value> = row
+        .reported
+        .keys()
+        .map(|key| {
+            let value = key
+                .split_once('.')
+                .and_then(|(split, metric)| dev.get(split)?.get(metric)?.as_f64())
+                .map(|v| 100.0 * v);
+            (key.clone(), json!(value))
+        })
+        .collect();
+    json!({
+        "hyperparameters": row.hyperparameters,
+        "results": row.results,
+        "reported": row.reported,
+        "this_run": this_run,
     })
 }
 
