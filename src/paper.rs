@@ -336,6 +336,27 @@ mod tests {
     }
 
     #[test]
+    fn task_method_and_rank_alone_resolve_to_the_papers_row() {
+        use crate::train::config::experiment_file;
+        let Some(tables) = tables() else { return };
+        for task in ["mnli", "sst2", "cola", "qqp", "qnli", "rte", "mrpc", "stsb"] {
+            for method in [Method::Lora, Method::Sphere, Method::Stiefel, Method::Full] {
+                for rank in [8, 16] {
+                    let file = experiment_file(task, method, rank).unwrap();
+                    let config = RunConfig::from_file(&file).unwrap().resolve().unwrap();
+                    assert_eq!((config.task.as_str(), config.method), (task, method));
+                    if method.uses_adapters() {
+                        assert_eq!(config.lora.rank, rank);
+                    }
+                    let mismatches = check_config(&config, &tables).unwrap();
+                    assert!(mismatches.is_empty(), "{}: {mismatches:?}", file.display());
+                }
+            }
+        }
+        assert!(experiment_file("wnli", Method::Stiefel, 8).is_none());
+    }
+
+    #[test]
     fn a_drifted_value_is_reported_with_the_paper_value() {
         let Some(tables) = tables() else { return };
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/glue");

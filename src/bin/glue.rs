@@ -18,6 +18,7 @@ use manifold_lora::backend::{self, Train};
 use manifold_lora::data::download::{download_glue, DownloadOptions};
 use manifold_lora::data::glue::GlueTask;
 use manifold_lora::error::{Error, Result};
+use manifold_lora::train::config::experiment_file;
 use manifold_lora::train::figures;
 use manifold_lora::train::run::{self, METRICS_FILE};
 use manifold_lora::train::{Method, RunConfig};
@@ -65,7 +66,8 @@ struct TrainArgs {
     /// GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli.
     #[arg(long)]
     task: Option<String>,
-    /// lora (plain AdamW baseline), sphere (oblique B) or stiefel (orthonormal B).
+    /// lora (plain AdamW baseline), sphere (oblique B), stiefel (orthonormal B) or full (full
+    /// fine-tuning, no adapters).
     #[arg(long)]
     method: Option<String>,
     /// LoRA rank r.
@@ -146,33 +148,36 @@ impl TrainArgs {
     /// File config (or defaults), then typed flags, then `--set`.
     fn config(&self) -> Result<RunConfig> {
         let defaults = RunConfig::default();
-        let task = self.task.clone().unwrap_or(defaults.task.clone());
-        let method: Method = match &self.method {
-            Some(m) => m.parse()?,
-            None => defaults.method,
-        };
-        let rank = self.rank.unwrap_or(defaults.lora.rank);
-        let file = match &self.config {
-            Some(path) => Some(path.clone()),
-            None => {
-                let task = task
-                    .parse::<GlueTask>()
-                    .map(|t| t.name().to_string())
-                    .unwrap_or(task.clone());
-                let path = PathBuf::from(format!("experiments/glue/{task}-{method}-r{rank}.toml"));
-                path.exists().then_some(path)
-            }
-        };
-        let mut config = match &file {
+        let method: Option<Method> = self.method.as_deref().map(str::parse).transpose()?;
+        let mut config = match &self.config {
+            // An explicit file is authoritative for task, method and rank unless a flag says
+            // otherwise.
             Some(path) => {
                 println!("config: {}", path.display());
                 RunConfig::from_file(path)?
             }
-            None => defaults,
+            None => {
+                let task = self.task.clone().unwrap_or(defaults.task.clone());
+                let method = method.unwrap_or(defaults.method);
+                let rank = self.rank.unwrap_or(defaults.lora.rank);
+                match experiment_file(&task, method, rank) {
+                    Some(path) => {
+                        println!("config: {}", path.display());
+                        RunConfig::from_file(&path)?
+                    }
+                    None => defaults,
+                }
+            }
         };
-        config.task = task;
-        config.method = method;
-        config.lora.rank = rank;
+        if let Some(task) = &self.task {
+            config.task = task.clone();
+        }
+        if let Some(method) = method {
+            config.method = method;
+        }
+        if let Some(rank) = self.rank {
+            config.lora.rank = rank;
+        }
         macro_rules! set {
             ($($flag:ident => $($field:ident).+),* $(,)?) => {
                 $(if let Some(v) = self.$flag.clone() { config.$($field).+ = v.into(); })*

@@ -286,6 +286,25 @@ impl RunConfig {
     }
 }
 
+/// The experiment file of the paper's row for (task, method, rank): `experiments/glue/
+/// <task>-<method>-r<rank>.toml` (`<task>-full.toml` for full fine-tuning), looked up in the
+/// working directory, then in this crate's source tree; `None` when there is none.
+pub fn experiment_file(task: &str, method: Method, rank: usize) -> Option<PathBuf> {
+    let task = task
+        .parse::<GlueTask>()
+        .map(|t| t.name().to_string())
+        .unwrap_or_else(|_| task.to_ascii_lowercase());
+    let name = match method {
+        Method::Full => format!("{task}-full.toml"),
+        m => format!("{task}-{m}-r{rank}.toml"),
+    };
+    let relative = Path::new("experiments/glue").join(name);
+    [PathBuf::new(), PathBuf::from(env!("CARGO_MANIFEST_DIR"))]
+        .into_iter()
+        .map(|root| root.join(&relative))
+        .find(|path| path.is_file())
+}
+
 /// The key a TOML error is about, from its span if it has none in the message.
 fn toml_key(e: &toml::de::Error) -> String {
     let msg = e.message();
