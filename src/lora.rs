@@ -6,13 +6,14 @@
 //! s·(BA)ᵀ into it.
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::nn::{Dropout, DropoutConfig, Initializer, Linear};
+use burn::nn::{Initializer, Linear};
 use burn::tensor::{backend::Backend, module::linear, Tensor};
 use hashbrown::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::manifold::{gram_minus_identity, random_oblique, random_stiefel, Manifold};
+use crate::models::dropout::Dropout;
 
 /// How LoRA's output is scaled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -135,7 +136,7 @@ impl<B: Backend> LoraAdapter<B> {
         Self {
             lora_a: Param::from_tensor(a),
             lora_b: Param::from_tensor(b),
-            dropout: DropoutConfig::new(config.dropout).init(),
+            dropout: Dropout::new(config.dropout),
             scaling: config.scale(),
         }
     }

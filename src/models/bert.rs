@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::{activation, backend::Backend, Int, Tensor};
 use serde::Deserialize;
 
@@ -21,6 +21,7 @@ use crate::models::common::{
     hf_embedding, hf_linear, require_heads_divide, require_positive, require_probabilities,
     Intermediate, ResidualOutput,
 };
+use crate::models::dropout::Dropout;
 use crate::models::loader::{
     find_weights, load_weights, parse_config, read_config_file, LoadReport, WeightRules,
 };
@@ -186,7 +187,7 @@ impl<B: Backend> BertEmbeddings<B> {
             layer_norm: LayerNormConfig::new(c.hidden_size)
                 .with_epsilon(c.layer_norm_eps)
                 .init(device),
-            dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
+            dropout: Dropout::new(c.hidden_dropout_prob),
         }
     }
 
@@ -278,7 +279,7 @@ impl<B: Backend> BertLayer<B> {
                     query: lin(h, h),
                     key: lin(h, h),
                     value: lin(h, h),
-                    dropout: DropoutConfig::new(c.attention_probs_dropout_prob).init(),
+                    dropout: Dropout::new(c.attention_probs_dropout_prob),
                     num_heads: c.num_attention_heads,
                 },
                 output: ResidualOutput::new(
@@ -562,12 +563,11 @@ impl<B: Backend> BertForSequenceClassification<B> {
     pub fn new(config: &BertConfig, device: &B::Device) -> Self {
         Self {
             bert: BertModel::new(config, true, device),
-            dropout: DropoutConfig::new(
+            dropout: Dropout::new(
                 config
                     .classifier_dropout
                     .unwrap_or(config.hidden_dropout_prob),
-            )
-            .init(),
+            ),
             classifier: hf_linear(
                 config.hidden_size,
                 config.num_labels(),

@@ -6,14 +6,12 @@
 //! rules whichever model holds the block.
 
 use burn::module::Module;
-use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
-    Linear,
-};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::error::{Error, Result};
 use crate::lora::LoraLinear;
+use crate::models::dropout::Dropout;
 use crate::models::Activation;
 
 /// Config check: every size is at least 1 (a zero fails deep inside a forward pass otherwise).
@@ -105,7 +103,7 @@ impl<B: Backend> ResidualOutput<B> {
         Self {
             dense: LoraLinear::new(hf_linear(d_in, d_out, true, std, device)),
             layer_norm: hf_layer_norm(d_out, eps, device),
-            dropout: DropoutConfig::new(dropout).init(),
+            dropout: Dropout::new(dropout),
         }
     }
 

@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
+use burn::nn::{Embedding, LayerNorm, Linear};
 use burn::tensor::{activation, backend::Backend, Bool, DType, Int, Tensor, TensorData};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -24,6 +24,7 @@ use crate::models::common::{
     hf_embedding, hf_layer_norm, hf_linear, require_heads_divide, require_positive,
     require_probabilities, Intermediate, ResidualOutput,
 };
+use crate::models::dropout::Dropout;
 use crate::models::loader::{self, LoadReport, WeightRules};
 use crate::models::Activation;
 use crate::models::{EncoderInput, InjectLora, QuestionAnswerer, SequenceClassifier, ALL_LINEAR};
@@ -449,7 +450,7 @@ impl<B: Backend> DebertaV2Embeddings<B> {
                 ))
             }),
             layer_norm: hf_layer_norm(c.hidden_size, c.layer_norm_eps, device),
-            dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
+            dropout: Dropout::new(c.hidden_dropout_prob),
         }
     }
 
@@ -540,8 +541,8 @@ impl<B: Backend> DisentangledSelfAttention<B> {
                 .then(|| lora_linear(c.hidden_size, all_head, c, device)),
             pos_query_proj: (own_pos && settings.p2c)
                 .then(|| lora_linear(c.hidden_size, all_head, c, device)),
-            pos_dropout: DropoutConfig::new(c.hidden_dropout_prob).init(),
-            dropout: DropoutConfig::new(c.attention_probs_dropout_prob).init(),
+            pos_dropout: Dropout::new(c.hidden_dropout_prob),
+            dropout: Dropout::new(c.attention_probs_dropout_prob),
             settings,
         }
     }
@@ -1075,7 +1076,7 @@ impl<B: Backend> ContextPooler<B> {
                 c.initializer_range,
                 device,
             ),
-            dropout: DropoutConfig::new(c.pooler_dropout).init(),
+            dropout: Dropout::new(c.pooler_dropout),
             act: c.pooler_hidden_act,
         }
     }
@@ -1114,7 +1115,7 @@ impl<B: Backend> DebertaV2ForSequenceClassification<B> {
                 config.initializer_range,
                 device,
             ),
-            dropout: DropoutConfig::new(config.classifier_dropout()).init(),
+            dropout: Dropout::new(config.classifier_dropout()),
         })
     }
 

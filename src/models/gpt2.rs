@@ -14,7 +14,7 @@
 use std::path::Path;
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::{activation, backend::Backend, module::linear, Int, Tensor, TensorData};
 use serde::Deserialize;
 
@@ -24,6 +24,7 @@ use crate::models::bert::take_inject;
 use crate::models::common::{
     hf_linear, require_heads_divide, require_positive, require_probabilities,
 };
+use crate::models::dropout::Dropout;
 use crate::models::loader::{
     find_weights, load_weights_with, parse_config, read_config_file, LoadOptions, LoadReport,
     WeightRules,
@@ -331,8 +332,8 @@ impl<B: Backend> GPT2Block<B> {
                     v: None,
                 },
                 c_proj: LoraLinear::new(hf_linear(d, d, true, std, device)),
-                attn_dropout: DropoutConfig::new(c.attn_pdrop).init(),
-                resid_dropout: DropoutConfig::new(c.resid_pdrop).init(),
+                attn_dropout: Dropout::new(c.attn_pdrop),
+                resid_dropout: Dropout::new(c.resid_pdrop),
                 n_head: c.n_head,
                 scale,
             },
@@ -340,7 +341,7 @@ impl<B: Backend> GPT2Block<B> {
             mlp: GPT2Mlp {
                 c_fc: LoraLinear::new(hf_linear(d, c.inner_dim(), true, std, device)),
                 c_proj: LoraLinear::new(hf_linear(c.inner_dim(), d, true, std, device)),
-                dropout: DropoutConfig::new(c.resid_pdrop).init(),
+                dropout: Dropout::new(c.resid_pdrop),
                 // Validated with the config.
                 activation: Activation::from_hf(&c.activation_function, "activation_function")
                     .unwrap_or(Activation::GeluTanh),
@@ -422,7 +423,7 @@ impl<B: Backend> GPT2LMHeadModel<B> {
             transformer: GPT2Model {
                 wte: embedding(config.vocab_size, config.n_embd),
                 wpe: embedding(config.n_positions, config.n_embd),
-                drop: DropoutConfig::new(config.embd_pdrop).init(),
+                drop: Dropout::new(config.embd_pdrop),
                 h: (0..config.n_layer)
                     .map(|i| GPT2Block::new(config, i, device))
                     .collect(),

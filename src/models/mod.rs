@@ -8,6 +8,7 @@
 pub mod bert;
 pub mod common;
 pub mod deberta;
+pub mod dropout;
 pub mod gpt2;
 pub mod loader;
 pub mod source;
