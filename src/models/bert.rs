@@ -26,8 +26,8 @@ use crate::models::loader::{
     find_weights, load_weights, parse_config, read_config_file, LoadReport, WeightRules,
 };
 use crate::models::{
-    mask_value, resolve_targets, Activation, EncoderInput, InjectLora, QuestionAnswerer,
-    SequenceClassifier,
+    check_rank, mask_value, resolve_targets, Activation, EncoderInput, InjectLora,
+    QuestionAnswerer, SequenceClassifier,
 };
 
 /// LoRA target names of BERT: PEFT matches by leaf name, so `dense` covers the attention output,
@@ -529,6 +529,7 @@ fn hf_path(rust_path: &str) -> String {
 
 fn inject_model<B: Backend>(bert: BertModel<B>, config: &LoraConfig) -> Result<BertModel<B>> {
     config.validate()?;
+    check_rank(config, bert.embeddings.layer_norm.gamma.dims()[0])?;
     let targets = resolve_targets(config, &BERT_TARGETS, &BERT_TARGETS)?;
     // The whole encoder (pooler included, as PEFT leaves it in the frozen base model) stops
     // taking gradients before the adapters, which do, are added.

@@ -27,7 +27,9 @@ use crate::models::common::{
 use crate::models::dropout::Dropout;
 use crate::models::loader::{self, LoadReport, WeightRules};
 use crate::models::Activation;
-use crate::models::{EncoderInput, InjectLora, QuestionAnswerer, SequenceClassifier, ALL_LINEAR};
+use crate::models::{
+    check_rank, EncoderInput, InjectLora, QuestionAnswerer, SequenceClassifier, ALL_LINEAR,
+};
 
 /// PEFT's default `target_modules` for `deberta-v2`, also the Manifold-LoRA paper's setup; used
 /// when a [`LoraConfig`] names no targets, as PEFT does.
@@ -968,6 +970,7 @@ impl<B: Backend> InjectLora for DebertaV2Model<B> {
 
     fn inject_lora(self, config: &LoraConfig) -> Result<Self> {
         let targets = resolve_targets(config, &self.lora_target_names())?;
+        check_rank(config, self.embeddings.layer_norm.gamma.dims()[0])?;
         Ok(self.no_grad().map_lora(&mut |name, layer| {
             if targets.contains(&name) {
                 layer.inject(config)

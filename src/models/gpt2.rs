@@ -29,7 +29,7 @@ use crate::models::loader::{
     find_weights, load_weights_with, parse_config, read_config_file, LoadOptions, LoadReport,
     WeightRules,
 };
-use crate::models::{mask_value, resolve_targets, Activation, InjectLora};
+use crate::models::{check_rank, mask_value, resolve_targets, Activation, InjectLora};
 
 /// LoRA target names of GPT-2. `c_proj` is a leaf name shared by the attention output and the
 /// MLP output, so (as in PEFT) it selects both.
@@ -674,6 +674,7 @@ impl<B: Backend> InjectLora for GPT2LMHeadModel<B> {
     /// the adapters.
     fn inject_lora(self, config: &LoraConfig) -> Result<Self> {
         config.validate()?;
+        check_rank(config, self.transformer.ln_f.gamma.dims()[0])?;
         let targets = resolve_targets(config, &GPT2_TARGETS, &GPT2_ALL_LINEAR)?;
         let mut model = self.no_grad();
         model.transformer.h = model

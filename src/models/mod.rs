@@ -153,6 +153,22 @@ pub fn gelu_exact<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     x * phi
 }
 
+/// Rejects a rank above the hidden width: every adaptable layer is at least that wide on its
+/// narrower side, a Stiefel B needs r ≤ d_out, and a larger r adds parameters but no
+/// expressiveness, while a huge one would allocate gigabytes before anything failed.
+pub(crate) fn check_rank(config: &LoraConfig, hidden: usize) -> Result<()> {
+    if config.rank > hidden {
+        return Err(Error::config(
+            "lora.rank",
+            format!(
+                "{} exceeds the width {hidden} of the adapted layers (hidden size)",
+                config.rank
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The leaf names selected by `config.target_modules`: `all_linear` for [`ALL_LINEAR`], else each
 /// name checked against `valid`. Fails on an unknown name (listing the valid ones, so a typo
 /// is fixed in one go) and on an empty list (an injection that adapts nothing is a mistake).
@@ -316,6 +332,47 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max);
         assert!(y_diff < 2e-6, "forward vs torch: {y_diff}");
+    }
+
+    #[test]
+    fn a_rank_above_the_hidden_width_is_refused_before_allocating() {
+        fn check<M: InjectLora>(model: impl Fn() -> M, hidden: usize, targets: &[&str]) {
+            let config = |rank| LoraConfig {
+                rank,
+                target_modules: targets.iter().map(|t| t.to_string()).collect(),
+                ..LoraConfig::default()
+            };
+            assert!(model().inject_lora(&config(hidden)).is_ok());
+            for rank in [hidden + 1, 100_000] {
+                match model().inject_lora(&config(rank)) {
+                    Err(Error::Config { key, msg }) => {
+                        assert_eq!(key, "lora.rank");
+                        assert!(msg.contains(&hidden.to_string()), "{msg}");
+                    }
+                    Err(other) => panic!("rank {rank}: expected a config error, got {other}"),
+                    Ok(_) => panic!("rank {rank} was accepted"),
+                }
+            }
+        }
+        type B = crate::backend::Inner;
+        let device = crate::backend::device();
+        let (Some(bert), Some(deberta), Some(gpt2)) = (
+            fixtures::Fixture::load("bert"),
+            fixtures::Fixture::load("deberta"),
+            fixtures::Fixture::load("gpt2"),
+        ) else {
+            return;
+        };
+        let bert = || {
+            bert::BertForSequenceClassification::<B>::from_pretrained(&bert.dir, Some(2), &device)
+        };
+        check(|| bert().unwrap().0, 32, &["query"]);
+        let deberta = || {
+            deberta::DebertaV2ForSequenceClassification::<B>::from_pretrained(&deberta.dir, &device)
+        };
+        check(|| deberta().unwrap().0, 32, &["query_proj"]);
+        let gpt2 = || gpt2::GPT2LMHeadModel::<B>::from_pretrained(&gpt2.dir, &device);
+        check(|| gpt2().unwrap().0, 32, &["c_attn"]);
     }
 
     #[test]

@@ -177,9 +177,19 @@ impl RunConfig {
         })
     }
 
-    /// Parses TOML text.
+    /// Parses TOML text. Keys a table leaves out take [`RunConfig::default`]'s values, also
+    /// inside `[lora]` and `[optimizer]` (whose own types have other defaults: a partial table
+    /// must not reset weight decay or the targets). Errors name the key and the line.
     pub fn from_toml(text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::config(toml_key(&e), e.message().to_string()))
+        // First as written, so that a type error or an unknown key is reported where it is.
+        toml::from_str::<Self>(text).map_err(|e| toml_error(text, &e))?;
+        let user: toml::Table = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        let mut merged =
+            toml::Table::try_from(Self::default()).map_err(|e| Error::Other(e.to_string()))?;
+        merge(&mut merged, user);
+        merged
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::config("config", e.message().to_string()))
     }
 
     /// Applies `key=value` overrides (dotted keys, TOML values; a bare word is taken as a
@@ -305,15 +315,42 @@ pub fn experiment_file(task: &str, method: Method, rank: usize) -> Option<PathBu
         .find(|path| path.is_file())
 }
 
-/// The key a TOML error is about, from its span if it has none in the message.
-fn toml_key(e: &toml::de::Error) -> String {
-    let msg = e.message();
-    if let Some(start) = msg.find('`') {
-        if let Some(len) = msg[start + 1..].find('`') {
-            return msg[start + 1..start + 1 + len].to_string();
+/// A TOML error as a config error naming the dotted key and the line it is on.
+fn toml_error(text: &str, e: &toml::de::Error) -> Error {
+    let Some(span) = e.span() else {
+        return Error::config("config", e.message().to_string());
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let mut lines = text[..start].lines().rev();
+    let line = text.lines().nth(line_no - 1).unwrap_or_default();
+    // The key of `key = value` on the error's line, under the last `[table]` header above it.
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string());
+    let table = lines.find_map(|l| {
+        let l = l.trim();
+        (l.starts_with('[') && l.ends_with(']')).then(|| l.trim_matches(['[', ']']).to_string())
+    });
+    let key = match (table, key) {
+        (Some(t), Some(k)) => format!("{t}.{k}"),
+        (None, Some(k)) => k,
+        (Some(t), None) => t,
+        (None, None) => "config".into(),
+    };
+    Error::config(key, format!("{} (line {line_no})", e.message()))
+}
+
+/// Overlays `user` on `base`, table by table.
+fn merge(base: &mut toml::Table, user: toml::Table) {
+    for (key, value) in user {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(u)) => merge(b, u),
+            (_, value) => {
+                base.insert(key, value);
+            }
         }
     }
-    "config".into()
 }
 
 fn parse_value(text: &str) -> toml::Value {
@@ -361,6 +398,44 @@ mod tests {
         assert_eq!(partial.optimizer.mu, 0.9);
         assert_eq!(partial.optimizer.beta_2, 0.999);
         assert_eq!(partial.max_len, 256);
+    }
+
+    #[test]
+    fn partial_tables_keep_the_run_defaults() {
+        let partial = RunConfig::from_toml("[optimizer]\nmu = 0.9\n[lora]\nrank = 4\n").unwrap();
+        let defaults = RunConfig::default();
+        assert_eq!(partial.optimizer.mu, 0.9);
+        assert_eq!(
+            partial.optimizer.weight_decay,
+            defaults.optimizer.weight_decay
+        );
+        assert_eq!(partial.lora.rank, 4);
+        assert_eq!(partial.lora.alpha, defaults.lora.alpha);
+        assert_eq!(partial.lora.target_modules, defaults.lora.target_modules);
+    }
+
+    #[test]
+    fn type_errors_name_the_key_and_line() {
+        let text = "task = \"rte\"\nepochs = 3\n\n[optimizer]\nweight_decay = 0.1\nmu = \"big\"\n";
+        match RunConfig::from_toml(text).unwrap_err() {
+            Error::Config { key, msg } => {
+                assert_eq!(key, "optimizer.mu");
+                assert!(msg.contains("line 6"), "{msg}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match RunConfig::from_toml("epochs = -3\n").unwrap_err() {
+            Error::Config { key, msg } => {
+                assert_eq!(key, "epochs");
+                assert!(msg.contains("line 1"), "{msg}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = RunConfig::from_toml("[lora]\nrank = 8\ntargets = []\n").unwrap_err();
+        assert!(
+            matches!(&err, Error::Config { key, .. } if key == "lora.targets"),
+            "{err}"
+        );
     }
 
     #[test]
