@@ -9,7 +9,8 @@
 //! - a continuation that emits eos, or reaches `max_new_tokens`, is finished; only those ranked
 //!   within the first `num_beams` may enter the finished pool, scored
 //!   `sum_logprobs / generated_len ^ length_penalty`, where `generated_len` counts the new
-//!   tokens only (eos included, prompt excluded), as in `_update_finished_beams` since 4.50;
+//!   tokens only (eos included, prompt excluded): `cur_len + 1 - decoder_prompt_len` in
+//!   transformers 5.24's `_update_finished_beams`;
 //! - the best `num_beams` unfinished continuations run on;
 //! - with `early_stopping = false` a prompt is done once every finished slot is filled and the
 //!   best running score divided by the *current* generated length ^ `length_penalty` is no
