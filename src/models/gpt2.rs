@@ -1,5 +1,5 @@
 //! GPT-2 as transformers implements it (`GPT2LMHeadModel`), with Hugging Face parameter names,
-//! a KV cache and greedy generation.
+//! and a KV cache (decoding is in [`crate::models::generation`]).
 //!
 //! Two layout facts drive loading ([`gpt2_weight_rules`], [`gpt2_load_options`]): GPT-2's
 //! projections are `Conv1D` layers whose weights are stored `[in, out]`, which is already Burn's
@@ -252,6 +252,15 @@ impl<B: Backend> KvCache<B> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Keeps the cached rows `rows` (batch indices, repeats allowed), in that order: beam search
+    /// calls it after each step so that row i holds the history of the beam now in slot i.
+    pub fn select_rows(&mut self, rows: Tensor<B, 1, Int>) {
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.clone().select(0, rows.clone());
+            *v = v.clone().select(0, rows.clone());
+        }
+    }
 }
 
 impl<B: Backend> GPT2Attention<B> {
@@ -391,18 +400,7 @@ pub struct GPT2Output<B: Backend> {
     pub hidden_states: Vec<Tensor<B, 3>>,
 }
 
-/// Greedy decoding settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GenerateConfig {
-    /// Tokens to add at most.
-    pub max_new_tokens: usize,
-    /// A sequence that produced it is finished; `None` never stops early.
-    pub eos_token_id: Option<usize>,
-    /// Filler after a sequence finished; `None` uses `eos_token_id` (transformers' fallback).
-    pub pad_token_id: Option<usize>,
-    /// Reuse the keys and values of earlier positions instead of recomputing the prefix.
-    pub use_cache: bool,
-}
+pub use crate::models::generation::GenerateConfig;
 
 /// HF `GPT2LMHeadModel`; `lm_head` is `wte` (tied).
 #[derive(Module, Debug)]
@@ -481,7 +479,9 @@ impl<B: Backend> GPT2LMHeadModel<B> {
         linear(hidden, self.transformer.wte.weight.val().transpose(), None)
     }
 
-    fn hidden(
+    /// The hidden states and the `ln_f` output [batch, seq, d] (what [`forward`](Self::forward)
+    /// computes before the head), for decoders that need only the last position's logits.
+    pub(crate) fn hidden(
         &self,
         input_ids: Tensor<B, 2, Int>,
         attention_mask: Option<Tensor<B, 2, Int>>,
@@ -508,103 +508,6 @@ impl<B: Backend> GPT2LMHeadModel<B> {
         let last = t.ln_f.forward(x);
         hidden_states.push(last.clone());
         (hidden_states, last)
-    }
-
-    /// Greedy decoding: appends the arg-max token until `max_new_tokens` or until every
-    /// sequence produced `eos_token_id`; finished sequences are filled with the pad id.
-    ///
-    /// `attention_mask` marks left padding in `input_ids`; positions are counted from each
-    /// sequence's first token, as transformers' `generate` does. With `use_cache` each step
-    /// feeds one token and the cached keys/values; without it each step recomputes the whole
-    /// prefix. Both give the same tokens. Fails, before any work, on an empty prompt or when the
-    /// result would outgrow the position table.
-    pub fn generate(
-        &self,
-        input_ids: Tensor<B, 2, Int>,
-        attention_mask: Option<Tensor<B, 2, Int>>,
-        config: &GenerateConfig,
-    ) -> Result<Tensor<B, 2, Int>> {
-        let [batch, prompt_len] = input_ids.dims();
-        let device = input_ids.device();
-        let n_positions = self.transformer.wpe.weight.dims()[0];
-        if batch == 0 || prompt_len == 0 {
-            return Err(Error::Other(format!(
-                "generate: empty prompt batch [{batch}, {prompt_len}]"
-            )));
-        }
-        if prompt_len + config.max_new_tokens > n_positions {
-            return Err(Error::config(
-                "max_new_tokens",
-                format!(
-                    "prompt length {prompt_len} + max_new_tokens {} exceeds n_positions = {n_positions}",
-                    config.max_new_tokens
-                ),
-            ));
-        }
-        if let Some(m) = &attention_mask {
-            if m.dims() != [batch, prompt_len] {
-                return Err(Error::Other(format!(
-                    "generate: attention_mask {:?} does not match input_ids [{batch}, {prompt_len}]",
-                    m.dims()
-                )));
-            }
-        }
-        let mut mask = attention_mask
-            .unwrap_or_else(|| Tensor::<B, 2, Int>::ones([batch, prompt_len], &device));
-        let mut ids = input_ids;
-        let mut cache = config.use_cache.then(|| KvCache::new(self.n_layer()));
-        let mut finished = vec![false; batch];
-        let pad = config.pad_token_id.or(config.eos_token_id).unwrap_or(0) as i64;
-        for _ in 0..config.max_new_tokens {
-            let total = ids.dims()[1];
-            let positions = mask
-                .clone()
-                .cumsum(1)
-                .sub_scalar(1)
-                .mask_fill(mask.clone().equal_elem(0), 1);
-            let (step_ids, step_positions) = match &cache {
-                Some(c) if !c.is_empty() => (
-                    ids.clone().slice([0..batch, total - 1..total]),
-                    positions.slice([0..batch, total - 1..total]),
-                ),
-                _ => (ids.clone(), positions),
-            };
-            let (_, last) = self.hidden(
-                step_ids,
-                Some(mask.clone()),
-                Some(step_positions),
-                cache.as_mut(),
-            );
-            let [_, steps, d] = last.dims();
-            let logits = self.lm_head(last.slice([0..batch, steps - 1..steps, 0..d]));
-            let next: Vec<i64> = logits
-                .reshape([batch, self.transformer.wte.weight.dims()[0]])
-                .argmax(1)
-                .into_data()
-                .convert::<i64>()
-                .into_vec()
-                .map_err(|e| Error::Other(format!("generate: reading the arg-max: {e:?}")))?;
-            let next: Vec<i64> = next
-                .into_iter()
-                .zip(finished.iter_mut())
-                .map(|(token, done)| {
-                    if *done {
-                        return pad;
-                    }
-                    if config.eos_token_id.is_some_and(|e| e as i64 == token) {
-                        *done = true;
-                    }
-                    token
-                })
-                .collect();
-            let next = Tensor::<B, 2, Int>::from_data(TensorData::new(next, [batch, 1]), &device);
-            ids = Tensor::cat(vec![ids, next], 1);
-            mask = Tensor::cat(vec![mask, Tensor::ones([batch, 1], &device)], 1);
-            if finished.iter().all(|f| *f) {
-                break;
-            }
-        }
-        Ok(ids)
     }
 }
 

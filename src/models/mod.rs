@@ -9,6 +9,7 @@ pub mod bert;
 pub mod common;
 pub mod deberta;
 pub mod dropout;
+pub mod generation;
 pub mod gpt2;
 pub mod loader;
 pub mod source;
