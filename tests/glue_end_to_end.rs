@@ -112,6 +112,14 @@ fn config(model: &Path, data: &Path, out: &Path, name: &str) -> RunConfig {
     config
 }
 
+/// Runs draw from the backend's process-wide generator (initialisation, dropout): tests that
+/// compare runs must not interleave with other runs, so every test here holds this lock.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn lines(run: &RunSummary) -> Vec<serde_json::Value> {
     std::fs::read_to_string(run.run_dir.join(METRICS_FILE))
         .unwrap()
@@ -122,6 +130,7 @@ fn lines(run: &RunSummary) -> Vec<serde_json::Value> {
 
 #[test]
 fn trains_checkpoints_exports_and_resumes_identically() {
+    let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let root = Box::leak(Box::new(root));
     let Some(model) = model_dir(root.path()) else {
@@ -207,8 +216,8 @@ fn trains_checkpoints_exports_and_resumes_identically() {
     let stopped = run::<Train>(
         cfg.clone(),
         RunOptions {
-            resume: false,
             stop_after_epoch: Some(1),
+            ..RunOptions::default()
         },
         &device,
     )
@@ -218,7 +227,7 @@ fn trains_checkpoints_exports_and_resumes_identically() {
         cfg,
         RunOptions {
             resume: true,
-            stop_after_epoch: None,
+            ..RunOptions::default()
         },
         &device,
     )
@@ -248,4 +257,92 @@ fn trains_checkpoints_exports_and_resumes_identically() {
         .unwrap()
     };
     assert_eq!(adapter(&resumed), adapter(&straight), "identical adapters");
+}
+
+/// The bad starts and resumes a user hits, each refused before training with an error that says
+/// what and where; and full fine-tuning through the same runner.
+#[test]
+fn bad_starts_and_resumes_are_refused_with_clear_errors() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let Some(model) = model_dir(root.path()) else {
+        return;
+    };
+    let data = data_dir(root.path());
+    let out = root.path().join("runs");
+    let device = Default::default();
+    let err = |cfg: RunConfig, options: RunOptions| {
+        run::<Train>(cfg, options, &device).unwrap_err().to_string()
+    };
+
+    // An empty training set: an error naming the file, and no run directory left behind.
+    let mut empty = config(&model, &data, &out, "empty");
+    empty.train_limit = Some(0);
+    let msg = err(empty, RunOptions::default());
+    assert!(
+        msg.contains("no training examples") && msg.contains("train.tsv"),
+        "{msg}"
+    );
+    assert!(!out.join("empty").exists());
+
+    // A second run on a directory in use.
+    let busy = out.join("busy");
+    std::fs::create_dir_all(&busy).unwrap();
+    std::fs::write(busy.join(".lock"), std::process::id().to_string()).unwrap();
+    let msg = err(config(&model, &data, &out, "busy"), RunOptions::default());
+    assert!(msg.contains("in use by another run"), "{msg}");
+
+    // A loss that overflows stops the run at its first step, naming it.
+    let mut diverging = config(&model, &data, &out, "diverging");
+    diverging.lr = 1e30;
+    diverging.method = Method::Lora;
+    let msg = err(diverging, RunOptions::default());
+    assert!(msg.contains("not finite at step"), "{msg}");
+
+    // config.toml edited after the start: resume refuses and names the key.
+    let mut short = config(&model, &data, &out, "edited");
+    short.epochs = 2;
+    let stop = RunOptions {
+        stop_after_epoch: Some(1),
+        ..RunOptions::default()
+    };
+    assert!(
+        !run::<Train>(short.clone(), stop, &device)
+            .unwrap()
+            .completed
+    );
+    let mut edited = short.clone();
+    edited.lora.rank = 2;
+    let resume = RunOptions {
+        resume: true,
+        ..RunOptions::default()
+    };
+    let msg = err(edited, resume);
+    assert!(
+        msg.contains("lora.rank") && msg.contains("changed after the run started"),
+        "{msg}"
+    );
+    // A moved run directory resumes where it now is.
+    let moved = root.path().join("moved");
+    std::fs::create_dir_all(&moved).unwrap();
+    std::fs::rename(out.join("edited"), moved.join("edited")).unwrap();
+    let mut relocated = short;
+    relocated.output_dir = moved.clone();
+    let resumed = run::<Train>(relocated, resume, &device).unwrap();
+    assert!(resumed.completed && resumed.run_dir.starts_with(&moved));
+    assert!(!out.join("edited").exists());
+
+    // Full fine-tuning: no adapters, every weight trained, nothing exported as PEFT.
+    let mut full = config(&model, &data, &out, "full");
+    full.method = Method::Full;
+    full.epochs = 1;
+    full.lr = 1e-3;
+    let result = run::<Train>(full, RunOptions::default(), &device).unwrap();
+    assert!(result.completed);
+    assert_eq!(
+        result.results["trainable_params"],
+        result.results["total_params"]
+    );
+    assert!(result.results["adapter_reload_reproduces_dev_predictions"].is_null());
+    assert!(!result.run_dir.join(ADAPTER_DIR).exists());
 }

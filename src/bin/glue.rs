@@ -94,6 +94,9 @@ struct TrainArgs {
     /// Continue the run in the run directory from its last checkpoint.
     #[arg(long)]
     resume: bool,
+    /// With --resume: continue from this epoch's checkpoint instead of the newest.
+    #[arg(long, requires = "resume")]
+    resume_from: Option<usize>,
     /// Training epochs.
     #[arg(long)]
     epochs: Option<usize>,
@@ -145,6 +148,44 @@ struct TrainArgs {
 }
 
 impl TrainArgs {
+    /// The config keys this command line sets explicitly.
+    fn explicit_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = [
+            ("task", self.task.is_some()),
+            ("method", self.method.is_some()),
+            ("lora.rank", self.rank.is_some()),
+            ("lora.alpha", self.alpha.is_some()),
+            ("model", self.model.is_some()),
+            ("data_dir", self.data_dir.is_some()),
+            ("epochs", self.epochs.is_some()),
+            ("lr", self.lr.is_some()),
+            ("batch_size", self.batch_size.is_some()),
+            ("grad_accumulation", self.grad_accumulation.is_some()),
+            ("max_len", self.max_len.is_some()),
+            ("train_limit", self.train_limit.is_some()),
+            ("dev_limit", self.dev_limit.is_some()),
+            ("seed", self.seed.is_some()),
+            ("optimizer.mu", self.mu.is_some()),
+            ("optimizer.lower", self.lower.is_some()),
+            ("optimizer.upper", self.upper.is_some()),
+            ("optimizer.weight_decay", self.weight_decay.is_some()),
+            ("length_bucketing", self.length_bucketing),
+        ]
+        .into_iter()
+        .filter(|(_, given)| *given)
+        .map(|(key, _)| key.to_string())
+        .collect();
+        keys.extend(
+            self.set
+                .iter()
+                .filter_map(|s| Some(s.split_once('=')?.0.trim().to_string())),
+        );
+        if self.config.is_some() {
+            keys.push(String::new()); // every key of the file
+        }
+        keys
+    }
+
     /// File config (or defaults), then typed flags, then `--set`.
     fn config(&self) -> Result<RunConfig> {
         let defaults = RunConfig::default();
@@ -218,18 +259,32 @@ impl TrainArgs {
 fn train(args: &TrainArgs) -> Result<()> {
     let mut config = args.config()?;
     if args.resume {
-        // The run's own resolved config is authoritative; flags only locate the run.
-        let path = config
-            .output_dir
-            .join(config.run_name())
-            .join(run::CONFIG_FILE);
-        let saved = RunConfig::from_file(&path)?;
-        if saved.run_name() != config.run_name() {
+        // The run's own config is authoritative; flags only locate the run, and a flag that
+        // asks for something else is refused rather than silently ignored.
+        let run_dir = config.output_dir.join(config.run_name());
+        let path = run_dir.join(run::CONFIG_FILE);
+        let mut saved = RunConfig::from_file(&path)?.resolve()?;
+        let asked: Vec<String> = saved
+            .diff(&config, &["output_dir", "run_name"])
+            .into_iter()
+            .filter(|(key, _, _)| {
+                args.explicit_keys()
+                    .iter()
+                    .any(|k| k.is_empty() || key == k || key.starts_with(&format!("{k}.")))
+            })
+            .map(|(key, run, flag)| format!("{key}: the run has {run}, the command asks {flag}"))
+            .collect();
+        if !asked.is_empty() {
             return Err(Error::Other(format!(
-                "{} describes another run",
-                path.display()
+                "--resume continues {} with its own settings; {}. Drop those flags, or start a \
+                 new run with another --run-name",
+                run_dir.display(),
+                asked.join("; ")
             )));
         }
+        // The run lives where it was found (a moved or copied run directory resumes in place).
+        saved.output_dir = config.output_dir.clone();
+        saved.run_name = Some(config.run_name());
         config = saved;
     }
     if args.print_config {
@@ -244,6 +299,7 @@ fn train(args: &TrainArgs) -> Result<()> {
     let options = run::RunOptions {
         resume: args.resume,
         stop_after_epoch: args.stop_after_epoch,
+        resume_from: args.resume_from,
     };
     let summary = run::run::<Train>(config, options, &device)?;
     if !summary.completed {

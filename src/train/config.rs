@@ -290,6 +290,29 @@ impl RunConfig {
         })
     }
 
+    /// The keys whose values differ between two configurations (dotted, e.g. `lora.rank`), with
+    /// both values as TOML text; `ignore` lists keys that do not matter to the comparison.
+    pub fn diff(&self, other: &RunConfig, ignore: &[&str]) -> Vec<(String, String, String)> {
+        let (mut a, mut b) = (Default::default(), Default::default());
+        flatten("", &toml::Table::try_from(self).unwrap_or_default(), &mut a);
+        flatten(
+            "",
+            &toml::Table::try_from(other).unwrap_or_default(),
+            &mut b,
+        );
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        let show = |v: Option<&toml::Value>| v.map_or("(unset)".to_string(), |v| v.to_string());
+        keys.into_iter()
+            .filter(|k| {
+                !ignore
+                    .iter()
+                    .any(|i| k.as_str() == *i || k.starts_with(&format!("{i}.")))
+            })
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| (k.clone(), show(a.get(k)), show(b.get(k))))
+            .collect()
+    }
+
     /// Serialises as TOML (the run directory's `config.toml`).
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).map_err(|e| Error::Other(format!("config to TOML: {e}")))
@@ -339,6 +362,27 @@ fn toml_error(text: &str, e: &toml::de::Error) -> Error {
         (None, None) => "config".into(),
     };
     Error::config(key, format!("{} (line {line_no})", e.message()))
+}
+
+/// Dotted key → value of every leaf of a TOML table.
+fn flatten(
+    prefix: &str,
+    table: &toml::Table,
+    out: &mut std::collections::BTreeMap<String, toml::Value>,
+) {
+    for (key, value) in table {
+        let key = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(t) => flatten(&key, t, out),
+            v => {
+                out.insert(key, v.clone());
+            }
+        }
+    }
 }
 
 /// Overlays `user` on `base`, table by table.
@@ -436,6 +480,22 @@ mod tests {
             matches!(&err, Error::Config { key, .. } if key == "lora.targets"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn diff_names_the_keys_that_differ() {
+        let a = RunConfig::default();
+        let mut b = a.clone();
+        b.lora.rank = 16;
+        b.output_dir = PathBuf::from("elsewhere");
+        b.train_limit = Some(10);
+        let keys: Vec<String> = a
+            .diff(&b, &["output_dir"])
+            .into_iter()
+            .map(|d| d.0)
+            .collect();
+        assert_eq!(keys, ["lora.rank", "train_limit"]);
+        assert!(a.diff(&a.clone(), &[]).is_empty());
     }
 
     #[test]

@@ -258,6 +258,8 @@ pub struct RunLogger {
     global_step: usize,
     history: Arc<Mutex<History>>,
     stop: Option<(usize, Interrupter)>,
+    /// Stops training at the first non-finite training loss and records its global step.
+    loss_watch: Option<(Interrupter, Arc<Mutex<Option<usize>>>)>,
     /// burn-train's event store numbers the first epoch it logs per split as 1 in every launch,
     /// and later ones from the true epoch of the previous summary: after resuming at epoch k, the
     /// first logged epoch is k + 1 in truth. Splits whose first summary came are listed here.
@@ -306,6 +308,7 @@ impl RunLogger {
             global_step: first_step,
             history,
             stop: None,
+            loss_watch: None,
             epoch_offset: 0,
             summarised: Default::default(),
         })
@@ -322,6 +325,34 @@ impl RunLogger {
     pub fn stop_after(mut self, epoch: usize, interrupter: Interrupter) -> Self {
         self.stop = Some((epoch, interrupter));
         self
+    }
+
+    /// Stops training (through `interrupter`) at the first training step whose loss is NaN or
+    /// infinite, writing that step into `step`: such weights are useless, and every later
+    /// checkpoint would hold them.
+    pub fn stop_on_non_finite_loss(
+        mut self,
+        interrupter: Interrupter,
+        step: Arc<Mutex<Option<usize>>>,
+    ) -> Self {
+        self.loss_watch = Some((interrupter, step));
+        self
+    }
+
+    fn check_loss(&self, line: &Map<String, Value>) {
+        let Some((interrupter, step)) = &self.loss_watch else {
+            return;
+        };
+        let finite = line
+            .get("loss")
+            .and_then(Value::as_f64)
+            .is_some_and(f64::is_finite);
+        if line.contains_key("loss") && !finite {
+            if let Ok(mut step) = step.lock() {
+                step.get_or_insert(self.global_step);
+            }
+            interrupter.stop(Some("non-finite training loss"));
+        }
     }
 
     fn write(&mut self, value: Value) {
@@ -380,6 +411,7 @@ impl MetricLogger for RunLogger {
             line.insert("epoch".into(), json!(epoch));
             line.insert("iteration".into(), json!(*iteration));
             line.insert("step".into(), json!(self.global_step));
+            self.check_loss(&line);
             self.write(Value::Object(line));
         }
     }

@@ -5,18 +5,17 @@
 //! `checkpoint/` (the last epoch, for resume, and the best one), `adapter/` (PEFT format),
 //! `training.png` and `gram_heatmaps.png`.
 
-use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use burn::module::Module;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::optim::lr_scheduler::LrScheduler;
+use burn::optim::Optimizer;
+use burn::record::Recorder;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ElementConversion;
-use burn::train::checkpoint::{CheckpointingAction, CheckpointingStrategy};
-use burn::train::metric::store::EventStoreClient;
 use burn::train::metric::LearningRateMetric;
 use burn::train::{Learner, SupervisedTraining};
 use serde_json::{json, Value};
@@ -32,9 +31,13 @@ use crate::models::source::ModelSource;
 use crate::models::InjectLora;
 use crate::paper::PaperRow;
 use crate::train::batch::{EpochLoader, Order, TokenizedSplit};
+use crate::train::checkpoint::{
+    self, best_epoch, saved_epochs, AtomicRecorder, KeepLastAndBest, CHECKPOINT_DIR,
+};
 use crate::train::config::RunConfig;
 use crate::train::figures;
 use crate::train::metrics::{History, LossMetric, OrthogonalityMetric, RunLogger, TaskMetric};
+use crate::train::run_dir::{NewRunDir, RunLock};
 use crate::train::schedule::WarmupLinear;
 use crate::train::step::{evaluate, GlueModel};
 
@@ -46,7 +49,11 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const RESULTS_FILE: &str = "results.json";
 /// PEFT adapter directory.
 pub const ADAPTER_DIR: &str = "adapter";
-const CHECKPOINT_DIR: &str = "checkpoint";
+
+type ModelRecord<B> = <GlueModel<B> as Module<B>>::Record;
+type OptimRecord<B> =
+    <crate::optim::ManifoldAdamW<GlueModel<B>, B> as Optimizer<GlueModel<B>, B>>::Record;
+type SchedulerRecord<B> = <WarmupLinear as LrScheduler>::Record<B>;
 
 /// How to run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,6 +62,8 @@ pub struct RunOptions {
     pub resume: bool,
     /// Interrupt once this epoch is validated (simulates a kill during the next epoch).
     pub stop_after_epoch: Option<usize>,
+    /// Resume from this epoch instead of the newest (after a damaged newest checkpoint).
+    pub resume_from: Option<usize>,
 }
 
 /// What a run reports (also written to `results.json` when it completes).
@@ -71,81 +80,6 @@ pub struct RunSummary {
     pub dev_scores: Vec<(Split, TaskScores)>,
     /// The results.json content.
     pub results: Value,
-}
-
-fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
-    NamedMpkFileRecorder::<FullPrecisionSettings>::new()
-}
-
-/// Epochs with a saved model checkpoint in `dir/checkpoint`.
-pub fn saved_epochs(run_dir: &Path) -> BTreeSet<usize> {
-    let Ok(entries) = std::fs::read_dir(run_dir.join(CHECKPOINT_DIR)) else {
-        return BTreeSet::new();
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            name.strip_prefix("model-")?
-                .strip_suffix(".mpk")?
-                .parse::<usize>()
-                .ok()
-        })
-        .collect()
-}
-
-/// Keeps the last epoch (to resume) and the best one so far by the primary dev metric (the
-/// answer), deleting every other checkpoint: model checkpoints hold the frozen backbone too, so
-/// one per epoch would cost gigabytes for DeBERTa-base.
-///
-/// The best epoch is judged from [`History`], which the metric logger fills on its own thread; at
-/// epoch e the values of epochs < e are surely there, so a checkpoint is only deleted once a
-/// later, complete epoch has beaten it.
-struct KeepLastAndBest {
-    saved: BTreeSet<usize>,
-    history: Arc<Mutex<History>>,
-    metric: String,
-}
-
-impl KeepLastAndBest {
-    fn best_before(&self, epoch: usize) -> Option<usize> {
-        let history = self.history.lock().ok()?;
-        best_epoch(&history.valid_series(&self.metric)[..(epoch - 1).min(history.valid.len())])
-    }
-}
-
-/// 1-based index of the maximum (first on ties), ignoring NaN.
-fn best_epoch(series: &[f64]) -> Option<usize> {
-    series
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| !v.is_nan())
-        .fold(None, |best: Option<(usize, f64)>, (i, &v)| match best {
-            Some((_, b)) if b >= v => best,
-            _ => Some((i, v)),
-        })
-        .map(|(i, _)| i + 1)
-}
-
-impl CheckpointingStrategy for KeepLastAndBest {
-    fn checkpointing(&mut self, epoch: usize, _: &EventStoreClient) -> Vec<CheckpointingAction> {
-        let mut actions = vec![CheckpointingAction::Save];
-        let best = self.best_before(epoch);
-        let known = self.history.lock().map(|h| h.valid.len()).unwrap_or(0);
-        let drop: Vec<usize> = self
-            .saved
-            .iter()
-            .copied()
-            // Keep: the best so far, and anything not yet judged (its metrics may be pending).
-            .filter(|&e| Some(e) != best && e < epoch && e <= known.min(epoch - 1))
-            .collect();
-        for e in drop {
-            self.saved.remove(&e);
-            actions.push(CheckpointingAction::Delete(e));
-        }
-        self.saved.insert(epoch);
-        actions
-    }
 }
 
 /// Loads data, tokenises, subsamples.
@@ -170,6 +104,17 @@ fn load_data(config: &RunConfig, task: GlueTask, encoder: &TextEncoder) -> Resul
         SplitMix64(config.seed ^ 0x5EED).shuffle(&mut examples);
         examples.truncate(limit);
     }
+    if examples.is_empty() {
+        return Err(Error::Other(format!(
+            "no training examples in {}{}",
+            task.split_path(&config.data_dir, Split::Train)?.display(),
+            if config.train_limit == Some(0) {
+                " (train_limit is 0)"
+            } else {
+                ""
+            }
+        )));
+    }
     let train = Arc::new(TokenizedSplit::new(encoder, &examples)?);
     let mut dev = Vec::new();
     for &split in task.dev_splits() {
@@ -178,6 +123,17 @@ fn load_data(config: &RunConfig, task: GlueTask, encoder: &TextEncoder) -> Resul
         let mut examples = loaded.examples;
         if let Some(limit) = config.dev_limit {
             examples.truncate(limit);
+        }
+        if examples.is_empty() {
+            return Err(Error::Other(format!(
+                "no dev examples in {}{}",
+                task.split_path(&config.data_dir, split)?.display(),
+                if config.dev_limit == Some(0) {
+                    " (dev_limit is 0)"
+                } else {
+                    ""
+                }
+            )));
         }
         dev.push((split, Arc::new(TokenizedSplit::new(encoder, &examples)?)));
     }
@@ -250,24 +206,27 @@ pub fn run<B: AutodiffBackend>(
     let config = config.resolve()?;
     let task = config.glue_task()?;
     let run_dir = config.output_dir.join(config.run_name());
-    std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+    let mut new_dir = NewRunDir::create(&run_dir)?;
+    let _lock = RunLock::acquire(&run_dir)?;
     let saved = saved_epochs(&run_dir);
-    let resume_epoch = if resume { saved.last().copied() } else { None };
-    if resume && resume_epoch.is_none() {
-        return Err(Error::Other(format!(
-            "--resume: no checkpoint in {}",
-            run_dir.join(CHECKPOINT_DIR).display()
-        )));
-    }
+    let resume_epoch = if resume {
+        Some(checkpoint::resume_epoch::<
+            B,
+            ModelRecord<B>,
+            OptimRecord<B>,
+            SchedulerRecord<B>,
+        >(&run_dir, options.resume_from, device)?)
+    } else {
+        None
+    };
     if !resume && !saved.is_empty() {
         return Err(Error::Other(format!(
             "{} already holds a run; pass --resume to continue it or choose another --run-name",
             run_dir.display()
         )));
     }
-    let config_path = run_dir.join(CONFIG_FILE);
-    if resume_epoch.is_none() {
-        std::fs::write(&config_path, config.to_toml()?).map_err(|e| Error::io(&config_path, e))?;
+    if resume_epoch.is_some() {
+        check_unchanged(&config, &run_dir)?;
     }
 
     let files = ModelSource::parse(&config.model)?.resolve(Path::new("models"))?;
@@ -284,6 +243,19 @@ pub fn run<B: AutodiffBackend>(
     let (model, report) = GlueModel::<B>::from_pretrained(&files.dir, task.num_labels(), device)?;
     model.check_max_len(config.max_len)?;
     let data = load_data(&config, task, &encoder)?;
+    if resume_epoch.is_none() {
+        // Written once the start succeeded, with a copy that resume compares against.
+        for path in [
+            run_dir.join(CONFIG_FILE),
+            run_dir.join(CHECKPOINT_DIR).join(CONFIG_FILE),
+        ] {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            }
+            std::fs::write(&path, config.to_toml()?).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    new_dir.keep();
     println!(
         "task {} | method {} | model {} | train {} examples | dev {} | backend {}",
         task,
@@ -374,13 +346,16 @@ pub fn run<B: AutodiffBackend>(
     if let Some(epoch) = resume_epoch {
         logger = logger.resumed_after(epoch);
     }
+    let non_finite = Arc::new(Mutex::new(None));
+    logger = logger.stop_on_non_finite_loss(interrupter.clone(), non_finite.clone());
+    let recorder = AtomicRecorder::default();
     let mut training = training
         .metric_train_numeric(LossMetric::default())
         .metric_valid_numeric(LossMetric::default())
         .metric_train_numeric(LearningRateMetric::new())
         .metric_train_numeric(OrthogonalityMetric::default())
         .with_metric_logger(logger)
-        .with_file_checkpointer(recorder())
+        .with_file_checkpointer(recorder.clone())
         .with_checkpointing_strategy(KeepLastAndBest {
             saved: saved.clone(),
             history: history.clone(),
@@ -402,6 +377,23 @@ pub fn run<B: AutodiffBackend>(
         training = training.renderer(crate::train::metrics::LineRenderer::new(config.log_every));
     }
     let result = training.launch(Learner::new(model, optimizer, scheduler));
+    if let Some(failure) = recorder.failure() {
+        let last = saved_epochs(&run_dir).last().copied().unwrap_or(0);
+        return Err(Error::Other(format!(
+            "{failure}; the run stopped. The last checkpoint written whole is epoch {last}: free \
+             space and continue with --resume"
+        )));
+    }
+    if let Some(step) = non_finite.lock().ok().and_then(|s| *s) {
+        let last = saved_epochs(&run_dir).last().copied();
+        return Err(Error::Other(format!(
+            "the training loss is not finite at step {step}; the run stopped. {} Lower the \
+             learning rate or μ, or check the data",
+            last.map_or("No checkpoint was written.".into(), |e| format!(
+                "The last checkpoint is epoch {e}; only those written before step {step} are usable."
+            ))
+        )));
+    }
     if interrupter.should_stop() {
         let last = saved_epochs(&run_dir).last().copied().unwrap_or(0);
         println!("interrupted; the last checkpoint is epoch {last}: continue with --resume");
@@ -428,8 +420,8 @@ pub fn run<B: AutodiffBackend>(
         .unwrap_or_default();
     let best = best_epoch(&series)
         .ok_or_else(|| Error::Other("no validation metric was recorded".into()))?;
-    let best_path = run_dir.join(CHECKPOINT_DIR).join(format!("model-{best}"));
-    let record = Recorder::<B::InnerBackend>::load(&recorder(), best_path.clone(), device)
+    let best_path = checkpoint::part_path(&run_dir, "model", best);
+    let record = Recorder::<B::InnerBackend>::load(&recorder, best_path.clone(), device)
         .map_err(|e| Error::Other(format!("{}: {e}", best_path.display())))?;
     let best_model = result.model.load_record(record);
 
@@ -582,6 +574,35 @@ fn paper_comparison(row: Option<&PaperRow>, dev: &serde_json::Map<String, Value>
         "reported": row.reported,
         "this_run": this_run,
     })
+}
+
+/// Keys that may differ between a run's start and its resume: where the run lives and how often
+/// it prints.
+const RELOCATABLE: [&str; 3] = ["output_dir", "run_name", "log_every"];
+
+/// Refuses to resume when the run's `config.toml` no longer says what the run started with (its
+/// copy in `checkpoint/`): the checkpoint would not fit the model or the data it describes.
+fn check_unchanged(config: &RunConfig, run_dir: &Path) -> Result<()> {
+    let original = run_dir.join(CHECKPOINT_DIR).join(CONFIG_FILE);
+    if !original.is_file() {
+        return Ok(()); // a run from before the copy was kept
+    }
+    let started = RunConfig::from_file(&original)?.resolve()?;
+    let changed = started.diff(config, &RELOCATABLE);
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = changed
+        .iter()
+        .map(|(k, was, now)| format!("{k} ({was} → {now})"))
+        .collect();
+    Err(Error::Other(format!(
+        "{} was changed after the run started: {}. Its checkpoints belong to the original \
+         settings: restore them (copy {}) or start a new run with another --run-name",
+        run_dir.join(CONFIG_FILE).display(),
+        list.join(", "),
+        original.display()
+    )))
 }
 
 /// Predictions and gold labels of `model` on a split, in order.

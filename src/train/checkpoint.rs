@@ -1,0 +1,378 @@
+//! Checkpoints that survive a kill or a full disk, and the choice of what to keep and resume.
+//!
+//! burn-train's file recorder writes through a `BufWriter` whose final flush error is dropped, so
+//! a full disk left a truncated `model-N.mpk` and the run reported a normal stop; a kill during
+//! the write left a truncated file that `--resume` then panicked on. Here every file is encoded
+//! in memory, written to `<name>.mpk.partial`, synced, and renamed over `<name>.mpk`: a file is
+//! either the old or the new one, never half of one. A write error is recorded so the run can
+//! fail with it instead of stopping quietly.
+//!
+//! The model, optimizer and scheduler of one epoch are three files written by three threads, so
+//! the strategy keeps the last two epochs: a kill during epoch e's writes leaves epoch e − 1
+//! whole, and [`resume_epoch`] picks the newest epoch whose three files all load.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use burn::record::{
+    FileRecorder, FullPrecisionSettings, NamedMpkFileRecorder, Record, Recorder, RecorderError,
+};
+use burn::tensor::backend::Backend;
+use burn::train::checkpoint::{CheckpointingAction, CheckpointingStrategy};
+use burn::train::metric::store::EventStoreClient;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::{Error, Result};
+use crate::train::metrics::History;
+
+/// The checkpoint directory inside a run directory.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+/// The three files of an epoch, as burn-train names them.
+pub const PARTS: [&str; 3] = ["model", "optim", "scheduler"];
+
+/// MessagePack files (as burn's `NamedMpkFileRecorder`) written atomically.
+#[derive(Debug, Clone, Default)]
+pub struct AtomicRecorder {
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl AtomicRecorder {
+    /// The first write error, if any write failed.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+
+    fn fail(&self, path: &Path, err: impl std::fmt::Display) -> RecorderError {
+        let msg = format!("writing {}: {err}", path.display());
+        if let Ok(mut failure) = self.failure.lock() {
+            failure.get_or_insert(msg.clone());
+        }
+        RecorderError::Unknown(msg)
+    }
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let result = (|| {
+        let mut file = std::fs::File::create(&partial)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&partial, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+impl<B: Backend> Recorder<B> for AtomicRecorder {
+    type Settings = FullPrecisionSettings;
+    type RecordArgs = PathBuf;
+    type RecordOutput = ();
+    type LoadArgs = PathBuf;
+
+    fn save_item<I: Serialize>(
+        &self,
+        item: I,
+        file: PathBuf,
+    ) -> std::result::Result<(), RecorderError> {
+        let path = file.with_extension(<Self as FileRecorder<B>>::file_extension());
+        let bytes = rmp_serde::encode::to_vec_named(&item).map_err(|e| self.fail(&path, e))?;
+        write_atomically(&path, &bytes).map_err(|e| self.fail(&path, e))
+    }
+
+    fn load_item<I: DeserializeOwned>(
+        &self,
+        file: &mut PathBuf,
+    ) -> std::result::Result<I, RecorderError> {
+        Recorder::<B>::load_item(&mpk(), file)
+    }
+}
+
+impl<B: Backend> FileRecorder<B> for AtomicRecorder {
+    fn file_extension() -> &'static str {
+        "mpk"
+    }
+}
+
+fn mpk() -> NamedMpkFileRecorder<FullPrecisionSettings> {
+    NamedMpkFileRecorder::new()
+}
+
+/// Epochs with a model file in `run_dir/checkpoint`.
+pub fn saved_epochs(run_dir: &Path) -> BTreeSet<usize> {
+    let Ok(entries) = std::fs::read_dir(run_dir.join(CHECKPOINT_DIR)) else {
+        return BTreeSet::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.strip_prefix("model-")?
+                .strip_suffix(".mpk")?
+                .parse::<usize>()
+                .ok()
+        })
+        .collect()
+}
+
+/// Path of part `part` (model, optim, scheduler) of `epoch`, without the extension.
+pub fn part_path(run_dir: &Path, part: &str, epoch: usize) -> PathBuf {
+    run_dir.join(CHECKPOINT_DIR).join(format!("{part}-{epoch}"))
+}
+
+/// The epoch to resume: `wanted`, or else the newest saved one, after checking that its three
+/// files load with the given record types. A damaged newest epoch is an error that names the
+/// file and, when an older epoch is whole, how to resume from it instead.
+pub fn resume_epoch<B: Backend, M: Record<B>, O: Record<B>, S: Record<B>>(
+    run_dir: &Path,
+    wanted: Option<usize>,
+    device: &B::Device,
+) -> Result<usize> {
+    let saved = saved_epochs(run_dir);
+    let epoch = match wanted {
+        Some(e) if saved.contains(&e) => e,
+        Some(e) => {
+            return Err(Error::Other(format!(
+                "--resume-from {e}: no checkpoint of epoch {e} in {}; saved epochs: {saved:?}",
+                run_dir.join(CHECKPOINT_DIR).display()
+            )))
+        }
+        None => *saved.last().ok_or_else(|| {
+            Error::Other(format!(
+                "--resume: no checkpoint in {}",
+                run_dir.join(CHECKPOINT_DIR).display()
+            ))
+        })?,
+    };
+    let Err(damage) = check_epoch::<B, M, O, S>(run_dir, epoch, device) else {
+        return Ok(epoch);
+    };
+    let older = saved
+        .range(..epoch)
+        .rev()
+        .find(|&&e| check_epoch::<B, M, O, S>(run_dir, e, device).is_ok());
+    let hint = match older {
+        Some(e) => {
+            format!("; epoch {e} is whole: continue from it with --resume --resume-from {e}")
+        }
+        None => "; no older checkpoint is whole: start the run again".into(),
+    };
+    Err(Error::Other(format!("{damage}{hint}")))
+}
+
+/// Loads the three files of `epoch`, reporting the first that is missing or damaged.
+fn check_epoch<B: Backend, M: Record<B>, O: Record<B>, S: Record<B>>(
+    run_dir: &Path,
+    epoch: usize,
+    device: &B::Device,
+) -> Result<()> {
+    let load = |part: &str, result: std::result::Result<(), RecorderError>| {
+        result.map_err(|e| {
+            let path = part_path(run_dir, part, epoch).with_extension("mpk");
+            let what = if path.is_file() {
+                "is damaged"
+            } else {
+                "is missing"
+            };
+            Error::Other(format!("checkpoint {} {what} ({e})", path.display()))
+        })
+    };
+    let recorder = mpk();
+    let path = |part| part_path(run_dir, part, epoch);
+    load(
+        "model",
+        Recorder::<B>::load::<M>(&recorder, path("model"), device).map(drop),
+    )?;
+    load(
+        "optim",
+        Recorder::<B>::load::<O>(&recorder, path("optim"), device).map(drop),
+    )?;
+    load(
+        "scheduler",
+        Recorder::<B>::load::<S>(&recorder, path("scheduler"), device).map(drop),
+    )
+}
+
+/// Keeps the last two epochs (a kill while epoch e is written leaves e − 1 whole) and the best
+/// one so far by the primary dev metric, deleting every other checkpoint: model checkpoints hold
+/// the frozen backbone too, so one per epoch would cost gigabytes for DeBERTa-base.
+///
+/// The best epoch is judged from [`History`], which the metric logger fills on its own thread; at
+/// epoch e the values of epochs < e are surely there, so a checkpoint is only deleted once a
+/// later, complete epoch has beaten it.
+pub struct KeepLastAndBest {
+    /// Epochs on disk.
+    pub saved: BTreeSet<usize>,
+    /// The run's epoch summaries.
+    pub history: Arc<Mutex<History>>,
+    /// The metric that selects the best epoch.
+    pub metric: String,
+}
+
+impl KeepLastAndBest {
+    fn best_before(&self, epoch: usize) -> Option<usize> {
+        let history = self.history.lock().ok()?;
+        best_epoch(&history.valid_series(&self.metric)[..(epoch - 1).min(history.valid.len())])
+    }
+}
+
+/// 1-based index of the maximum (first on ties), ignoring NaN.
+pub fn best_epoch(series: &[f64]) -> Option<usize> {
+    series
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_nan())
+        .fold(None, |best: Option<(usize, f64)>, (i, &v)| match best {
+            Some((_, b)) if b >= v => best,
+            _ => Some((i, v)),
+        })
+        .map(|(i, _)| i + 1)
+}
+
+impl CheckpointingStrategy for KeepLastAndBest {
+    fn checkpointing(&mut self, epoch: usize, _: &EventStoreClient) -> Vec<CheckpointingAction> {
+        self.actions(epoch)
+    }
+}
+
+impl KeepLastAndBest {
+    /// Save `epoch`; delete what is neither the previous epoch, the best, nor unjudged.
+    fn actions(&mut self, epoch: usize) -> Vec<CheckpointingAction> {
+        let mut actions = vec![CheckpointingAction::Save];
+        let best = self.best_before(epoch);
+        let known = self.history.lock().map(|h| h.valid.len()).unwrap_or(0);
+        let drop: Vec<usize> = self
+            .saved
+            .iter()
+            .copied()
+            // Keep: the previous epoch, the best so far, and anything not yet judged.
+            .filter(|&e| Some(e) != best && e + 1 < epoch && e <= known.min(epoch - 1))
+            .collect();
+        for e in drop {
+            self.saved.remove(&e);
+            actions.push(CheckpointingAction::Delete(e));
+        }
+        self.saved.insert(epoch);
+        actions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Inner;
+    use burn::module::Module;
+    use burn::nn::{Linear, LinearConfig};
+
+    type Rec = <Linear<Inner> as Module<Inner>>::Record;
+
+    fn save_epoch(run_dir: &Path, epoch: usize, linear: &Linear<Inner>) {
+        let recorder = AtomicRecorder::default();
+        for part in PARTS {
+            Recorder::<Inner>::record(
+                &recorder,
+                linear.clone().into_record(),
+                part_path(run_dir, part, epoch),
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_kill_during_a_write_leaves_the_old_file_and_resume_falls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(CHECKPOINT_DIR)).unwrap();
+        let device = crate::backend::device();
+        let linear = LinearConfig::new(3, 2).init::<Inner>(&device);
+        save_epoch(dir.path(), 1, &linear);
+        save_epoch(dir.path(), 2, &linear);
+        let resume = |wanted| resume_epoch::<Inner, Rec, Rec, Rec>(dir.path(), wanted, &device);
+        assert_eq!(resume(None).unwrap(), 2);
+
+        // A kill between "write the temporary file" and "rename": the old file stays whole and
+        // the partial one is not a checkpoint.
+        let model2 = part_path(dir.path(), "model", 2).with_extension("mpk");
+        let before = std::fs::read(&model2).unwrap();
+        std::fs::write(
+            model2.with_extension("mpk.partial"),
+            &before[..before.len() / 2],
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&model2).unwrap(), before);
+        assert_eq!(resume(None).unwrap(), 2);
+
+        // A damaged newest file (as a crash inside burn's own writer left): a clear error that
+        // names it and offers the whole older epoch.
+        std::fs::write(&model2, &before[..before.len() / 2]).unwrap();
+        let err = resume(None).unwrap_err().to_string();
+        assert!(
+            err.contains("model-2.mpk") && err.contains("damaged"),
+            "{err}"
+        );
+        assert!(err.contains("--resume-from 1"), "{err}");
+        assert_eq!(resume(Some(1)).unwrap(), 1);
+        // Garbage and a missing part are reported the same way.
+        std::fs::write(&model2, b"not a checkpoint").unwrap();
+        assert!(resume(None)
+            .unwrap_err()
+            .to_string()
+            .contains("model-2.mpk"));
+        std::fs::remove_file(part_path(dir.path(), "optim", 1).with_extension("mpk")).unwrap();
+        let err = resume(None).unwrap_err().to_string();
+        assert!(err.contains("no older checkpoint is whole"), "{err}");
+        assert!(resume(Some(1))
+            .unwrap_err()
+            .to_string()
+            .contains("optim-1.mpk is missing"));
+        assert!(resume(Some(7))
+            .unwrap_err()
+            .to_string()
+            .contains("no checkpoint of epoch 7"));
+    }
+
+    #[test]
+    fn write_errors_are_recorded_not_swallowed() {
+        let recorder = AtomicRecorder::default();
+        let device = crate::backend::device();
+        let linear = LinearConfig::new(3, 2).init::<Inner>(&device);
+        // A directory that does not exist stands in for a full or read-only disk.
+        let missing = Path::new("/nonexistent-manifold-lora-dir/model-1");
+        assert!(
+            Recorder::<Inner>::record(&recorder, linear.into_record(), missing.into()).is_err()
+        );
+        assert!(recorder.failure().unwrap().contains("model-1.mpk"));
+    }
+
+    #[test]
+    fn the_previous_epoch_is_kept_until_the_next_is_written() {
+        let history = Arc::new(Mutex::new(History::default()));
+        let mut strategy = KeepLastAndBest {
+            saved: BTreeSet::new(),
+            history: history.clone(),
+            metric: "accuracy".into(),
+        };
+        let valid = |acc: f64| {
+            let mut h = history.lock().unwrap();
+            h.valid
+                .push([("accuracy".to_string(), acc)].into_iter().collect());
+        };
+        assert_eq!(strategy.actions(1), vec![CheckpointingAction::Save]);
+        valid(0.9);
+        assert_eq!(strategy.actions(2), vec![CheckpointingAction::Save]);
+        valid(0.5);
+        // Epoch 1 is the best: kept. Epoch 2 is the previous one: kept.
+        assert_eq!(strategy.actions(3), vec![CheckpointingAction::Save]);
+        valid(0.6);
+        // Epoch 2 is neither best nor previous once epoch 4 is written.
+        assert_eq!(
+            strategy.actions(4),
+            vec![CheckpointingAction::Save, CheckpointingAction::Delete(2)]
+        );
+    }
+}
