@@ -435,14 +435,11 @@ impl<B: Backend> ModuleVisitor<B> for AdapterFinder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{Inner, Train};
     use crate::manifold::distance;
-    use burn::backend::{Autodiff, NdArray};
     use burn::module::AutodiffModule;
     use burn::nn::LinearConfig;
     use burn::tensor::Distribution;
-
-    type Nd = NdArray<f32>;
-    type AD = Autodiff<Nd>;
 
     fn config(manifold: Manifold) -> LoraConfig {
         LoraConfig {
@@ -460,9 +457,9 @@ mod tests {
     #[test]
     fn output_equals_base_at_init_for_every_manifold() {
         let device = Default::default();
-        let x = Tensor::<Nd, 3>::random([2, 5, 16], Distribution::Normal(0.0, 1.0), &device);
+        let x = Tensor::<Inner, 3>::random([2, 5, 16], Distribution::Normal(0.0, 1.0), &device);
         for manifold in [Manifold::Stiefel, Manifold::Oblique, Manifold::Euclidean] {
-            let plain = layer::<Nd>(&device);
+            let plain = layer::<Inner>(&device);
             let base_out = plain.base.forward(x.clone());
             let lora = plain.inject(&config(manifold));
             let out = lora.forward(x.clone());
@@ -481,11 +478,11 @@ mod tests {
     #[test]
     fn init_lands_on_the_manifold_and_kaiming_bound_holds() {
         let device = Default::default();
-        let stiefel = LoraAdapter::<Nd>::init(&config(Manifold::Stiefel), 16, 12, &device);
+        let stiefel = LoraAdapter::<Inner>::init(&config(Manifold::Stiefel), 16, 12, &device);
         assert!(distance(Manifold::Stiefel, stiefel.lora_b.val()).into_scalar() < 1e-5);
-        let oblique = LoraAdapter::<Nd>::init(&config(Manifold::Oblique), 16, 12, &device);
+        let oblique = LoraAdapter::<Inner>::init(&config(Manifold::Oblique), 16, 12, &device);
         assert!(distance(Manifold::Oblique, oblique.lora_b.val()).into_scalar() < 1e-5);
-        let euclid = LoraAdapter::<Nd>::init(&config(Manifold::Euclidean), 16, 12, &device);
+        let euclid = LoraAdapter::<Inner>::init(&config(Manifold::Euclidean), 16, 12, &device);
         let bound = 1.0 / 16f32.sqrt();
         let max = euclid.lora_a.val().abs().max().into_scalar();
         assert!(
@@ -494,8 +491,8 @@ mod tests {
         );
     }
 
-    fn with_random_adapter(device: &burn::tensor::Device<Nd>) -> LoraLinear<Nd> {
-        let mut lora = layer::<Nd>(device).inject(&config(Manifold::Stiefel));
+    fn with_random_adapter(device: &burn::tensor::Device<Inner>) -> LoraLinear<Inner> {
+        let mut lora = layer::<Inner>(device).inject(&config(Manifold::Stiefel));
         let adapter = lora.adapter.as_mut().unwrap();
         adapter.lora_a = Param::from_tensor(Tensor::random(
             [4, 16],
@@ -510,7 +507,7 @@ mod tests {
         let device = Default::default();
         let lora = with_random_adapter(&device);
         let w0 = lora.base.weight.val();
-        let x = Tensor::<Nd, 2>::random([7, 16], Distribution::Normal(0.0, 1.0), &device);
+        let x = Tensor::<Inner, 2>::random([7, 16], Distribution::Normal(0.0, 1.0), &device);
         let unmerged = lora.forward(x.clone());
         // The adapter path is not a no-op here.
         assert!(
@@ -546,7 +543,7 @@ mod tests {
         let delta = lora.delta_weight();
         assert_eq!(delta.dims(), [12, 16]);
         // x·ΔWᵀ equals the adapter path exactly up to rounding.
-        let x = Tensor::<Nd, 2>::random([3, 16], Distribution::Normal(0.0, 1.0), &device);
+        let x = Tensor::<Inner, 2>::random([3, 16], Distribution::Normal(0.0, 1.0), &device);
         let via_delta = x.clone().matmul(delta.transpose());
         assert!((via_delta - adapter.forward(x)).abs().max().into_scalar() < 1e-5);
         assert_eq!(adapter.scaling, 2.0);
@@ -577,8 +574,8 @@ mod tests {
     #[test]
     fn only_adapters_and_head_receive_gradients() {
         let device = Default::default();
-        let model = tiny::<AD>(&device);
-        let x = Tensor::<AD, 2>::random([3, 16], Distribution::Normal(0.0, 1.0), &device);
+        let model = tiny::<Train>(&device);
+        let x = Tensor::<Train, 2>::random([3, 16], Distribution::Normal(0.0, 1.0), &device);
         let h = model.query.forward(x.clone())
             + model.value.forward(x.clone())
             + model.plain.forward(x);
@@ -597,7 +594,7 @@ mod tests {
         assert!(model.plain.base.weight.val().grad(&grads).is_none());
         assert!(model.head.weight.val().grad(&grads).is_some());
         // Freezing survives the autodiff → inner → autodiff round trip used by training loops.
-        let back = <Tiny<AD> as AutodiffModule<AD>>::from_inner(model.valid());
+        let back = <Tiny<Train> as AutodiffModule<Train>>::from_inner(model.valid());
         assert!(!back.query.base.weight.val().is_require_grad());
         assert!(back
             .query
@@ -612,7 +609,7 @@ mod tests {
     #[test]
     fn adapters_are_found_by_walking_the_module() {
         let device = Default::default();
-        let model = tiny::<Nd>(&device);
+        let model = tiny::<Inner>(&device);
         let found = model.lora_adapters();
         assert_eq!(found.len(), 2);
         assert_eq!(found[0].path, "query");
@@ -620,7 +617,7 @@ mod tests {
         let q = model.query.adapter.as_ref().unwrap();
         assert_eq!(found[0].lora_a, q.lora_a.id);
         assert_eq!(found[0].lora_b, q.lora_b.id);
-        let nested: Vec<Tiny<Nd>> = vec![tiny(&device), tiny(&device)];
+        let nested: Vec<Tiny<Inner>> = vec![tiny(&device), tiny(&device)];
         let paths: Vec<String> = nested.lora_adapters().into_iter().map(|a| a.path).collect();
         assert_eq!(paths, ["0.query", "0.value", "1.query", "1.value"]);
     }
@@ -628,11 +625,11 @@ mod tests {
     #[test]
     fn orthogonality_error_is_the_mean_over_adapters() {
         let device = Default::default();
-        let stiefel = |_: usize| layer::<Nd>(&device).inject(&config(Manifold::Stiefel));
+        let stiefel = |_: usize| layer::<Inner>(&device).inject(&config(Manifold::Stiefel));
         let mut model = Tiny {
             query: stiefel(0),
             value: stiefel(1),
-            plain: layer::<Nd>(&device),
+            plain: layer::<Inner>(&device),
             head: LinearConfig::new(12, 2).init(&device),
         };
         let at_init = mean_orthogonality_error(&model).unwrap().into_scalar();
@@ -647,7 +644,7 @@ mod tests {
             factors.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
             ["query", "value"]
         );
-        assert!(mean_orthogonality_error(&layer::<Nd>(&device)).is_none());
+        assert!(mean_orthogonality_error(&layer::<Inner>(&device)).is_none());
     }
 
     #[test]

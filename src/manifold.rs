@@ -383,23 +383,22 @@ pub fn cayley_retraction<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{Inner, Train};
     use crate::testing::host::{eye, matmul as host_matmul, max_abs_diff, transpose};
-    use burn::backend::{Autodiff, NdArray};
 
-    // f32, the production dtype: Burn 0.21 keys dtype defaults by device, so NdArray<f64> and
-    // NdArray<f32> tests in one process would share (and race on) the default float type.
-    // References are computed independently on the host in f64.
-    type Nd = NdArray<f32>;
+    // The feature-selected backend in f32, the production dtype (not f64: Burn 0.21 keys dtype
+    // defaults by device, so f64 and f32 tests of one backend in one process would share, and
+    // race on, the default float type). References are computed independently on the host in f64.
 
-    fn random(rows: usize, cols: usize, seed: u64) -> Tensor<Nd, 2> {
+    fn random(rows: usize, cols: usize, seed: u64) -> Tensor<Inner, 2> {
         let device = Default::default();
-        Nd::seed(&device, seed);
+        Inner::seed(&device, seed);
         Tensor::random([rows, cols], Distribution::Normal(0.0, 1.0), &device)
     }
 
     #[test]
     fn stiefel_projection_is_tangent_idempotent_and_matches_closed_form() {
-        let b = random_stiefel::<Nd>(12, 4, &Default::default());
+        let b = random_stiefel::<Inner>(12, 4, &Default::default());
         let g = random(12, 4, 7);
         let p = project_tangent(Manifold::Stiefel, b.clone(), g.clone());
         // Tangent space of St at B: sym(BᵀP) = 0.
@@ -421,7 +420,7 @@ mod tests {
 
     #[test]
     fn oblique_projection_is_tangent_idempotent_and_matches_closed_form() {
-        let b = random_oblique::<Nd>(10, 3, &Default::default());
+        let b = random_oblique::<Inner>(10, 3, &Default::default());
         let g = random(10, 3, 3);
         let p = project_tangent(Manifold::Oblique, b.clone(), g.clone());
         let diag = (b.clone() * p.clone()).sum_dim(0);
@@ -444,10 +443,9 @@ mod tests {
 
     #[test]
     fn penalty_gradient_equals_autodiff() {
-        type AD = Autodiff<Nd>;
         for manifold in [Manifold::Stiefel, Manifold::Oblique] {
             let b0 = random(9, 3, 11).mul_scalar(0.6);
-            let b = Tensor::<AD, 2>::from_inner(b0.clone()).require_grad();
+            let b = Tensor::<Train, 2>::from_inner(b0.clone()).require_grad();
             let grads = penalty(manifold, b.clone()).backward();
             let autodiff = b.grad(&grads).expect("penalty depends on B");
             let closed = penalty_grad(manifold, b0);
@@ -501,7 +499,7 @@ mod tests {
         }
     }
 
-    fn penalty_only(b: Tensor<Nd, 2>, mu: f64, steps: usize) -> f64 {
+    fn penalty_only(b: Tensor<Inner, 2>, mu: f64, steps: usize) -> f64 {
         let mut b = b;
         for _ in 0..steps {
             b = b.clone() - penalty_grad(Manifold::Stiefel, b).mul_scalar(mu);
@@ -512,7 +510,7 @@ mod tests {
     #[test]
     fn unscaled_penalty_step_is_stable_below_a_quarter_and_not_above() {
         // σ ↦ σ − 4μσ(σ²−1) has derivative 1 − 8μ at σ = 1: a contraction iff 0 < μ < ¼.
-        let start = random_stiefel::<Nd>(16, 4, &Default::default());
+        let start = random_stiefel::<Inner>(16, 4, &Default::default());
         let perturbed = start + random(16, 4, 2).mul_scalar(0.05);
         let d0 = distance(Manifold::Stiefel, perturbed.clone()).into_scalar();
         assert!(d0 > 1e-2);
@@ -533,7 +531,7 @@ mod tests {
     fn step_size_scaled_penalty_converges_for_the_papers_mu() {
         // With the penalty step scaled by a step size η ≤ 0.2, μ = 1.2 (Table 6 range) is stable.
         let perturbed =
-            random_stiefel::<Nd>(16, 4, &Default::default()) + random(16, 4, 9).mul_scalar(0.05);
+            random_stiefel::<Inner>(16, 4, &Default::default()) + random(16, 4, 9).mul_scalar(0.05);
         for eta in [1e-2, 0.1, 0.2] {
             let d = penalty_only(perturbed.clone(), 1.2 * eta, 2000);
             assert!(d < 1e-5, "η = {eta}: distance {d}");
@@ -543,7 +541,7 @@ mod tests {
     #[test]
     fn landing_normal_step_contracts_at_rate_two_thirds() {
         // Ablin & Peyré Lemma: X ← X − μ X(XᵀX − I), μ = 1/3, from ‖XᵀX − I‖ ≤ 1/8.
-        let base = random_stiefel::<Nd>(20, 5, &Default::default());
+        let base = random_stiefel::<Inner>(20, 5, &Default::default());
         let noise = random(20, 5, 4);
         // dist(X + εN) ≈ ε·‖BᵀN + NᵀB‖ for small ε: pick ε so the start is at ≈ 0.1 ≤ 1/8.
         let probe = distance(
@@ -568,9 +566,9 @@ mod tests {
     fn power_iteration_finds_a_known_singular_value() {
         // M = U diag(s) Vᵀ with known s.
         let device = Default::default();
-        let u = random_stiefel::<Nd>(30, 4, &device);
-        let v = random_stiefel::<Nd>(8, 4, &device);
-        let s = Tensor::<Nd, 1>::from_floats([3.5, 2.0, 1.0, 0.25], &device).reshape([1, 4]);
+        let u = random_stiefel::<Inner>(30, 4, &device);
+        let v = random_stiefel::<Inner>(8, 4, &device);
+        let s = Tensor::<Inner, 1>::from_floats([3.5, 2.0, 1.0, 0.25], &device).reshape([1, 4]);
         let m = (u * s).matmul(v.transpose());
         for mat in [m.clone(), m.clone().transpose()] {
             let n = power_vector_len(mat.dims());
@@ -624,8 +622,9 @@ mod tests {
     #[test]
     fn power_iteration_on_zero_matrix_is_zero_and_keeps_its_vector() {
         let device = Default::default();
-        let u0 = initial_power_vector::<Nd>(3, &device);
-        let (sigma, u) = power_iteration(Tensor::<Nd, 2>::zeros([3, 10], &device), u0.clone(), 2);
+        let u0 = initial_power_vector::<Inner>(3, &device);
+        let (sigma, u) =
+            power_iteration(Tensor::<Inner, 2>::zeros([3, 10], &device), u0.clone(), 2);
         assert_eq!(sigma.into_scalar(), 0.0);
         assert!((u - u0).abs().max().into_scalar() == 0.0);
     }
@@ -633,7 +632,7 @@ mod tests {
     #[test]
     fn retractions_land_on_the_manifold() {
         let device = Default::default();
-        let x = random_stiefel::<Nd>(15, 4, &device) + random(15, 4, 1).mul_scalar(0.05);
+        let x = random_stiefel::<Inner>(15, 4, &device) + random(15, 4, 1).mul_scalar(0.05);
         let q = qr_retraction(x.clone());
         assert!(distance(Manifold::Stiefel, q.clone()).into_scalar() < 1e-5);
         // Q spans the same column space as X: projecting X onto span(Q) loses nothing.
@@ -641,7 +640,7 @@ mod tests {
         assert!(resid.abs().max().into_scalar() < 1e-5);
         let p = polar_retraction(x.clone(), 30);
         assert!(distance(Manifold::Stiefel, p).into_scalar() < 1e-5);
-        let on = random_stiefel::<Nd>(15, 4, &device);
+        let on = random_stiefel::<Inner>(15, 4, &device);
         let g = random(15, 4, 8);
         let y = cayley_retraction(on.clone(), g.clone(), 0.1).unwrap();
         assert!(distance(Manifold::Stiefel, y.clone()).into_scalar() < 1e-5);

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use burn::backend::{Autodiff, NdArray};
+use manifold_lora::backend::{self, Train};
 use manifold_lora::train::run::{
     run, RunOptions, RunSummary, ADAPTER_DIR, METRICS_FILE, RESULTS_FILE,
 };
@@ -14,8 +14,6 @@ use tokenizers::models::wordlevel::WordLevel;
 use tokenizers::pre_tokenizers::whitespace::Whitespace;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::Tokenizer;
-
-type Train = Autodiff<NdArray<f32>>;
 
 const WORDS: [&str; 12] = [
     "good", "bad", "film", "plot", "was", "the", "very", "not", "actors", "music", "fine", "dull",
@@ -138,7 +136,7 @@ fn trains_checkpoints_exports_and_resumes_identically() {
     };
     let data = data_dir(root.path());
     let out = root.path().join("runs");
-    let device = Default::default();
+    let device = backend::device();
 
     let straight = run::<Train>(
         config(&model, &data, &out, "straight"),

@@ -723,19 +723,16 @@ impl<B: Backend> InjectLora for BertForQuestionAnswering<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{Inner, Train};
     use crate::data::tokenize::{EncoderOptions, TextEncoder};
     use crate::lora::LoraModule;
     use crate::manifold::Manifold;
     use crate::models::fixtures::{hf_state_dict, max_abs_diff, write_safetensors, Fixture};
     use crate::testing::shared_path;
-    use burn::backend::{Autodiff, NdArray};
     use burn::module::{ModuleVisitor, Param};
     use burn::tensor::backend::AutodiffBackend;
     use burn::tensor::{Distribution, TensorData};
     use safetensors::Dtype;
-
-    type Nd = NdArray<f32>;
-    type AD = Autodiff<Nd>;
 
     const TINY: &str = r#"{
         "architectures": ["BertForMaskedLM"], "model_type": "bert", "vocab_size": 50,
@@ -811,15 +808,15 @@ mod tests {
     fn lora_at_init_leaves_every_output_unchanged() {
         let device = Default::default();
         let config = tiny();
-        let input = batch::<Nd>(&device);
+        let input = batch::<Inner>(&device);
         for manifold in [Manifold::Stiefel, Manifold::Oblique, Manifold::Euclidean] {
-            let cls = BertForSequenceClassification::<Nd>::new(&config, &device);
+            let cls = BertForSequenceClassification::<Inner>::new(&config, &device);
             let before = cls.classify(&input).into_data();
             let cls = cls.inject_lora(&lora(&["all-linear"], manifold)).unwrap();
             assert_eq!(cls.lora_adapters().len(), 2 * 6 + 1, "{manifold}");
             assert_eq!(before, cls.classify(&input).into_data(), "{manifold}");
 
-            let qa = BertForQuestionAnswering::<Nd>::new(&config, &device);
+            let qa = BertForQuestionAnswering::<Inner>::new(&config, &device);
             let (s0, e0) = qa.answer_spans(&input);
             let qa = qa
                 .inject_lora(&lora(&["query", "value"], manifold))
@@ -833,7 +830,7 @@ mod tests {
     #[test]
     fn targets_select_layers_by_leaf_name_like_peft() {
         let device = Default::default();
-        let model = BertForSequenceClassification::<Nd>::new(&tiny(), &device)
+        let model = BertForSequenceClassification::<Inner>::new(&tiny(), &device)
             .inject_lora(&lora(&["dense"], Manifold::Stiefel))
             .unwrap();
         let paths: Vec<String> = model
@@ -850,7 +847,7 @@ mod tests {
         expected.push("bert.pooler.dense".into());
         assert_eq!(paths, expected);
 
-        let model = BertModel::<Nd>::new(&tiny(), true, &device)
+        let model = BertModel::<Inner>::new(&tiny(), true, &device)
             .inject_lora(&lora(&["query", "value"], Manifold::Stiefel))
             .unwrap();
         let paths: Vec<String> = model
@@ -872,7 +869,7 @@ mod tests {
     #[test]
     fn unknown_or_empty_targets_are_config_errors_listing_valid_names() {
         let device = Default::default();
-        let model = BertForSequenceClassification::<Nd>::new(&tiny(), &device);
+        let model = BertForSequenceClassification::<Inner>::new(&tiny(), &device);
         let err = model
             .inject_lora(&lora(&["query", "query_proj"], Manifold::Stiefel))
             .unwrap_err();
@@ -886,7 +883,7 @@ mod tests {
             }
             other => panic!("expected a config error, got {other:?}"),
         }
-        let model = BertForSequenceClassification::<Nd>::new(&tiny(), &device);
+        let model = BertForSequenceClassification::<Inner>::new(&tiny(), &device);
         assert!(model.inject_lora(&lora(&[], Manifold::Stiefel)).is_err());
     }
 
@@ -915,11 +912,11 @@ mod tests {
         }
     }
 
-    fn grad_split<M: Module<AD>>(
+    fn grad_split<M: Module<Train>>(
         model: &M,
-        grads: &<AD as AutodiffBackend>::Gradients,
+        grads: &<Train as AutodiffBackend>::Gradients,
     ) -> (Vec<String>, Vec<String>) {
-        let mut split = GradSplit::<AD> {
+        let mut split = GradSplit::<Train> {
             grads,
             stack: Vec::new(),
             with: Vec::new(),
@@ -932,8 +929,8 @@ mod tests {
     #[test]
     fn after_injection_only_adapters_and_heads_get_gradients() {
         let device = Default::default();
-        let input = batch::<AD>(&device);
-        let model = BertForSequenceClassification::<AD>::new(&tiny(), &device)
+        let input = batch::<Train>(&device);
+        let model = BertForSequenceClassification::<Train>::new(&tiny(), &device)
             .inject_lora(&lora(&["query", "value"], Manifold::Stiefel))
             .unwrap();
         let grads = model.classify(&input).sum().backward();
@@ -958,7 +955,7 @@ mod tests {
         assert!(without.iter().any(|p| p.ends_with("query.base.weight")));
         assert!(without.iter().any(|p| p.starts_with("bert.embeddings.")));
 
-        let qa = BertForQuestionAnswering::<AD>::new(&tiny(), &device)
+        let qa = BertForQuestionAnswering::<Train>::new(&tiny(), &device)
             .inject_lora(&lora(&["all-linear"], Manifold::Euclidean))
             .unwrap();
         let (start, end) = qa.answer_spans(&input);
@@ -980,19 +977,19 @@ mod tests {
             .replace(".base.", ".")
     }
 
-    fn random_model(device: &burn::tensor::Device<Nd>) -> BertModel<Nd> {
+    fn random_model(device: &burn::tensor::Device<Inner>) -> BertModel<Inner> {
         // Non-trivial LayerNorm and bias values, so a parameter loaded into the wrong slot
         // (or not transposed) changes the output.
-        let model = BertModel::<Nd>::new(&tiny(), true, device);
+        let model = BertModel::<Inner>::new(&tiny(), true, device);
         model.map(&mut RandomizeAll)
     }
 
     struct RandomizeAll;
-    impl burn::module::ModuleMapper<Nd> for RandomizeAll {
+    impl burn::module::ModuleMapper<Inner> for RandomizeAll {
         fn map_float<const D: usize>(
             &mut self,
-            param: Param<Tensor<Nd, D>>,
-        ) -> Param<Tensor<Nd, D>> {
+            param: Param<Tensor<Inner, D>>,
+        ) -> Param<Tensor<Inner, D>> {
             param.map(|t| t.random_like(Distribution::Normal(0.0, 0.5)))
         }
     }
@@ -1004,13 +1001,13 @@ mod tests {
         let state = hf_state_dict(&source, to_hf, |_| false);
         assert!(state.contains_key("encoder.layer.0.attention.self.query.weight"));
         assert!(state.contains_key("embeddings.LayerNorm.weight"));
-        let input = batch::<Nd>(&device);
+        let input = batch::<Inner>(&device);
         let expected = source.forward(&input).last_hidden_state;
         let dir = tempfile::tempdir().unwrap();
         for (dtype, rel_tol) in [(Dtype::F16, 1e-3f32), (Dtype::BF16, 8e-3)] {
             let path = dir.path().join(format!("{dtype:?}.safetensors"));
             write_safetensors(&path, &state, dtype);
-            let mut model = BertModel::<Nd>::new(&tiny(), true, &device);
+            let mut model = BertModel::<Inner>::new(&tiny(), true, &device);
             let report = model.load(&path).unwrap();
             assert_eq!(report.applied, state.len());
             assert_eq!(report.converted, state.len());
@@ -1041,7 +1038,7 @@ mod tests {
         lacking.remove("encoder.layer.1.output.dense.weight");
         let path = dir.path().join("lacking.safetensors");
         write_safetensors(&path, &lacking, Dtype::F32);
-        let err = BertModel::<Nd>::new(&tiny(), true, &device)
+        let err = BertModel::<Inner>::new(&tiny(), true, &device)
             .load(&path)
             .unwrap_err()
             .to_string();
@@ -1058,7 +1055,7 @@ mod tests {
         );
         let path = dir.path().join("extra.safetensors");
         write_safetensors(&path, &extra, Dtype::F32);
-        let err = BertModel::<Nd>::new(&tiny(), true, &device)
+        let err = BertModel::<Inner>::new(&tiny(), true, &device)
             .load(&path)
             .unwrap_err()
             .to_string();
@@ -1072,13 +1069,13 @@ mod tests {
         );
         let path = dir.path().join("shape.safetensors");
         write_safetensors(&path, &wrong_shape, Dtype::F32);
-        let err = BertModel::<Nd>::new(&tiny(), true, &device)
+        let err = BertModel::<Inner>::new(&tiny(), true, &device)
             .load(&path)
             .unwrap_err()
             .to_string();
         assert!(err.contains("attention.self_attn.key.base.weight"), "{err}");
 
-        let err = BertModel::<Nd>::new(&tiny(), true, &device)
+        let err = BertModel::<Inner>::new(&tiny(), true, &device)
             .load(&dir.path().join("absent.safetensors"))
             .unwrap_err();
         assert!(matches!(err, Error::Io { .. }), "{err}");
@@ -1089,7 +1086,7 @@ mod tests {
         let device = Default::default();
         let source = random_model(&device);
         let dir = tempfile::tempdir().unwrap();
-        let input = batch::<Nd>(&device);
+        let input = batch::<Inner>(&device);
         // A pretraining checkpoint: `bert.` prefix, MLM/NSP heads, position_ids buffer.
         let mut state: BTreeMap<String, _> = hf_state_dict(&source, to_hf, |_| false)
             .into_iter()
@@ -1107,7 +1104,7 @@ mod tests {
         let path = dir.path().join("pretraining.safetensors");
         write_safetensors(&path, &state, Dtype::F32);
 
-        let mut cls = BertForSequenceClassification::<Nd>::new(&tiny(), &device);
+        let mut cls = BertForSequenceClassification::<Inner>::new(&tiny(), &device);
         let report = cls.load(&path).unwrap();
         assert_eq!(report.missing, ["classifier.bias", "classifier.weight"]);
         assert_eq!(report.unused.len(), 3);
@@ -1118,7 +1115,7 @@ mod tests {
             got.pooled_output.unwrap().into_data()
         );
 
-        let mut qa = BertForQuestionAnswering::<Nd>::new(&tiny(), &device);
+        let mut qa = BertForQuestionAnswering::<Inner>::new(&tiny(), &device);
         let report = qa.load(&path).unwrap();
         assert_eq!(report.missing, ["qa_outputs.bias", "qa_outputs.weight"]);
         assert!(report.unused.iter().any(|k| k.starts_with("bert.pooler.")));
@@ -1142,7 +1139,7 @@ mod tests {
         };
         let device = Default::default();
         let (model, report) =
-            BertForSequenceClassification::<Nd>::from_pretrained(&fixture.dir, None, &device)
+            BertForSequenceClassification::<Inner>::from_pretrained(&fixture.dir, None, &device)
                 .unwrap();
         assert!(
             report.missing.is_empty() && report.unused.is_empty(),
@@ -1157,7 +1154,7 @@ mod tests {
             let key = format!("hidden_states.{i}");
             diffs.push((key.clone(), max_abs_diff(h, &fixture.f32(&key))));
         }
-        let checks: [(&str, Tensor<Nd, 2>); 2] = [
+        let checks: [(&str, Tensor<Inner, 2>); 2] = [
             ("pooled_output", out.pooled_output.unwrap()),
             ("logits", model.classify(&input)),
         ];
@@ -1178,7 +1175,7 @@ mod tests {
         };
         let device = Default::default();
         let (model, report) =
-            BertForQuestionAnswering::<Nd>::from_pretrained(&fixture.dir, &device).unwrap();
+            BertForQuestionAnswering::<Inner>::from_pretrained(&fixture.dir, &device).unwrap();
         assert!(
             report.missing.is_empty() && report.unused.is_empty(),
             "{report:?}"
@@ -1224,7 +1221,7 @@ mod tests {
             return;
         };
         let device = Default::default();
-        let (model, report) = BertModel::<Nd>::from_pretrained(&dir, &device).unwrap();
+        let (model, report) = BertModel::<Inner>::from_pretrained(&dir, &device).unwrap();
         assert!(report.missing.is_empty(), "{report:?}");
         assert_eq!(report.unused, ["embeddings.position_ids"]);
 
@@ -1252,7 +1249,7 @@ mod tests {
             let pair = &pairs["pairs"][name];
             let (a, b) = (pair["a"].as_str().unwrap(), pair["b"].as_str().unwrap());
             let encoded = [a, b].map(|t| encoder.encode(t, None).unwrap());
-            let batch = encoder.pad(&encoded).to_input::<Nd>(&device);
+            let batch = encoder.pad(&encoded).to_input::<Inner>(&device);
             let lens: Vec<usize> = ["a_input_ids", "b_input_ids"]
                 .iter()
                 .map(|k| pair[k].as_array().unwrap().len())
@@ -1314,7 +1311,7 @@ mod tests {
         let encoder = TextEncoder::from_file(dir.join("tokenizer.json"), options.clone()).unwrap();
         let encoded = ["Hello world.", "A somewhat longer second sentence here."]
             .map(|t| encoder.encode(t, None).unwrap());
-        let batch = encoder.pad(&encoded).to_input::<Nd>(&device);
+        let batch = encoder.pad(&encoded).to_input::<Inner>(&device);
         let [rows, seq] = batch.input_ids.dims();
         assert_eq!(rows, 2);
         assert!(
@@ -1339,7 +1336,7 @@ mod tests {
         assert!(mask[seq..].iter().all(|&m| m == 1));
         let long = "word ".repeat(400);
         let pair = [encoder.encode(&long, Some("short")).unwrap()];
-        let batch = encoder.pad(&pair).to_input::<Nd>(&device);
+        let batch = encoder.pad(&pair).to_input::<Inner>(&device);
         assert_eq!(batch.input_ids.dims(), [1, 128], "truncated to max_len");
         assert!(TextEncoder::from_file(dir.join("absent.json"), options).is_err());
     }
@@ -1351,7 +1348,8 @@ mod tests {
         };
         let device = Default::default();
         let (model, _) =
-            BertForSequenceClassification::<Nd>::from_pretrained(&base.dir, None, &device).unwrap();
+            BertForSequenceClassification::<Inner>::from_pretrained(&base.dir, None, &device)
+                .unwrap();
         let input = peft.encoder_input(&device);
         let base_logits = model.classify(&input);
         // The adapters are found under `hf_module_path` (`….attention.self.query`).

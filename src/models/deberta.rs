@@ -1252,7 +1252,7 @@ impl<B: Backend> InjectLora for DebertaV2ForQuestionAnswering<B> {
 #[cfg(test)]
 mod tests {
 
-    use burn::backend::{Autodiff, NdArray};
+    use crate::backend::{Inner, Train};
     use burn::module::{ModuleVisitor, Param};
     use burn::tensor::backend::AutodiffBackend;
     use burn::tensor::{Distribution, ElementConversion};
@@ -1263,9 +1263,6 @@ mod tests {
     use crate::manifold::Manifold;
     use crate::models::fixtures::{self, Fixture};
     use crate::testing::shared_path;
-
-    type Nd = NdArray<f32>;
-    type AD = Autodiff<Nd>;
 
     /// Tolerance of every parity check against transformers (float32 on both sides).
     const TOL: f32 = 1e-4;
@@ -1370,7 +1367,7 @@ mod tests {
         assert_eq!(c.layer_norm_eps, 1e-7);
         assert_eq!(c.num_labels, 2);
         let device = Default::default();
-        let model = DebertaV2ForSequenceClassification::<Nd>::new(&c, &device).unwrap();
+        let model = DebertaV2ForSequenceClassification::<Inner>::new(&c, &device).unwrap();
         let (v, h, f, n) = (128_100, 768, 3072, 12);
         let linear = |i: usize, o: usize| i * o + o;
         let ln = 2 * h;
@@ -1392,10 +1389,10 @@ mod tests {
 
     /// `num_params` without materialising the parameters (Burn's initialises every one, which
     /// for 184M values takes minutes in a debug build).
-    fn lazy_num_params<M: Module<Nd>>(module: &M) -> usize {
+    fn lazy_num_params<M: Module<Inner>>(module: &M) -> usize {
         struct Count(usize);
-        impl ModuleVisitor<Nd> for Count {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Nd, D>>) {
+        impl ModuleVisitor<Inner> for Count {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Inner, D>>) {
                 self.0 += param.lazy_shape().num_elements();
             }
         }
@@ -1466,13 +1463,13 @@ mod tests {
     fn lora_at_init_leaves_outputs_unchanged() {
         let device = Default::default();
         let config = tiny_config();
-        let input = tiny_input::<Nd>(&device);
+        let input = tiny_input::<Inner>(&device);
         for (targets, manifold) in [
             (vec!["query_proj", "value_proj"], Manifold::Stiefel),
             (vec![ALL_LINEAR], Manifold::Euclidean),
             (vec!["dense"], Manifold::Oblique),
         ] {
-            let model = DebertaV2ForSequenceClassification::<Nd>::new(&config, &device).unwrap();
+            let model = DebertaV2ForSequenceClassification::<Inner>::new(&config, &device).unwrap();
             let hidden = model.deberta.forward(&input);
             let logits = model.classify(&input);
             let lora = LoraConfig {
@@ -1495,7 +1492,8 @@ mod tests {
     #[test]
     fn injection_targets_and_paths_follow_hugging_face_names() {
         let device = Default::default();
-        let model = DebertaV2ForSequenceClassification::<Nd>::new(&tiny_config(), &device).unwrap();
+        let model =
+            DebertaV2ForSequenceClassification::<Inner>::new(&tiny_config(), &device).unwrap();
         let lora = |targets: &[&str]| LoraConfig {
             rank: 2,
             target_modules: targets.iter().map(|s| s.to_string()).collect(),
@@ -1519,7 +1517,8 @@ mod tests {
             ]
         );
         // `dense` selects the three dense layers of every block, as PEFT's suffix match does.
-        let model = DebertaV2ForSequenceClassification::<Nd>::new(&tiny_config(), &device).unwrap();
+        let model =
+            DebertaV2ForSequenceClassification::<Inner>::new(&tiny_config(), &device).unwrap();
         let dense = model.inject_lora(&lora(&["dense"])).unwrap();
         let paths: Vec<String> = dense.lora_adapters().into_iter().map(|a| a.path).collect();
         assert_eq!(paths.len(), 6);
@@ -1537,7 +1536,7 @@ mod tests {
             num_labels: 2,
             ..sep
         };
-        let model = DebertaV2ForQuestionAnswering::<Nd>::new(&sep, &device).unwrap();
+        let model = DebertaV2ForQuestionAnswering::<Inner>::new(&sep, &device).unwrap();
         assert_eq!(
             model.lora_target_names(),
             [
@@ -1552,7 +1551,7 @@ mod tests {
         let all = model.inject_lora(&lora(&[ALL_LINEAR])).unwrap();
         assert_eq!(all.lora_adapters().len(), 2 * 8);
         // No targets: PEFT's deberta-v2 default.
-        let model = DebertaV2Model::<Nd>::new(&tiny_config(), &device).unwrap();
+        let model = DebertaV2Model::<Inner>::new(&tiny_config(), &device).unwrap();
         let default = model.inject_lora(&lora(&[])).unwrap();
         let paths: Vec<String> = default
             .lora_adapters()
@@ -1566,11 +1565,11 @@ mod tests {
     #[test]
     fn check_input_rejects_what_forward_cannot_handle() {
         let device = Default::default();
-        let model = DebertaV2Model::<Nd>::new(&tiny_config(), &device).unwrap();
-        let good = tiny_input::<Nd>(&device);
+        let model = DebertaV2Model::<Inner>::new(&tiny_config(), &device).unwrap();
+        let good = tiny_input::<Inner>(&device);
         model.check_input(&good).unwrap();
         let ids = |v: Vec<i64>, n: usize| {
-            Tensor::<Nd, 2, Int>::from_data(TensorData::new(v, [1, n]), &device)
+            Tensor::<Inner, 2, Int>::from_data(TensorData::new(v, [1, n]), &device)
         };
         let bad_vocab = EncoderInput {
             input_ids: ids(vec![1, 100], 2),
@@ -1608,7 +1607,8 @@ mod tests {
     #[test]
     fn unknown_target_is_a_config_error_listing_valid_names() {
         let device = Default::default();
-        let model = DebertaV2ForSequenceClassification::<Nd>::new(&tiny_config(), &device).unwrap();
+        let model =
+            DebertaV2ForSequenceClassification::<Inner>::new(&tiny_config(), &device).unwrap();
         let lora = LoraConfig {
             target_modules: vec!["query_proj".into(), "q_proj".into()],
             ..Default::default()
@@ -1627,12 +1627,12 @@ mod tests {
 
     /// Collects, for every float parameter, its module path and whether it got a gradient.
     struct GradProbe<'a> {
-        grads: &'a <AD as AutodiffBackend>::Gradients,
+        grads: &'a <Train as AutodiffBackend>::Gradients,
         stack: Vec<String>,
         seen: Vec<(String, bool)>,
     }
 
-    impl ModuleVisitor<AD> for GradProbe<'_> {
+    impl ModuleVisitor<Train> for GradProbe<'_> {
         fn enter_module(&mut self, name: &str, _container_type: &str) {
             self.stack.push(name.to_string());
         }
@@ -1641,7 +1641,7 @@ mod tests {
             self.stack.pop();
         }
 
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AD, D>>) {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Train, D>>) {
             let has = param.val().grad(self.grads).is_some();
             self.seen.push((self.stack.join("."), has));
         }
@@ -1650,7 +1650,7 @@ mod tests {
     #[test]
     fn only_adapters_and_heads_receive_gradients() {
         let device = Default::default();
-        let model = DebertaV2ForSequenceClassification::<AD>::new(&tiny_config(), &device)
+        let model = DebertaV2ForSequenceClassification::<Train>::new(&tiny_config(), &device)
             .unwrap()
             .inject_lora(&LoraConfig {
                 rank: 2,
@@ -1681,11 +1681,11 @@ mod tests {
     /// Replaces every LoRA B (zero under Euclidean init) by a random matrix.
     struct RandomizeB;
 
-    impl burn::module::ModuleMapper<AD> for RandomizeB {
+    impl burn::module::ModuleMapper<Train> for RandomizeB {
         fn map_float<const D: usize>(
             &mut self,
-            param: Param<Tensor<AD, D>>,
-        ) -> Param<Tensor<AD, D>> {
+            param: Param<Tensor<Train, D>>,
+        ) -> Param<Tensor<Train, D>> {
             let (id, tensor, mapper) = param.consume();
             let is_b = tensor.dims()[D - 1] == 2 && tensor.clone().abs().sum().into_scalar() == 0.0;
             let tensor = if is_b {
@@ -1703,7 +1703,7 @@ mod tests {
     }
 
     /// Saves a module in Hugging Face layout (the inverse of [`weight_rules`]).
-    fn save_hf<M: Module<Nd>>(module: &M, path: &Path) {
+    fn save_hf<M: Module<Inner>>(module: &M, path: &Path) {
         let remap = KeyRemapper::from_patterns(vec![
             (r"\.base\.", "."),
             (r"\.self_attn\.", ".self."),
@@ -1722,10 +1722,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("deberta-roundtrip-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = tiny_config();
-        let input = tiny_input::<Nd>(&device);
+        let input = tiny_input::<Inner>(&device);
         // A task model saved with `deberta.` keys loads into another task model and into the
         // bare backbone (heads unused).
-        let source = DebertaV2ForSequenceClassification::<Nd>::new(&config, &device).unwrap();
+        let source = DebertaV2ForSequenceClassification::<Inner>::new(&config, &device).unwrap();
         let file = dir.join("model.safetensors");
         save_hf(&source, &file);
         let names: Vec<String> =
@@ -1745,14 +1745,15 @@ mod tests {
         ] {
             assert!(names.iter().any(|n| n == key), "{key} not in {names:?}");
         }
-        let mut target = DebertaV2ForSequenceClassification::<Nd>::new(&config, &device).unwrap();
+        let mut target =
+            DebertaV2ForSequenceClassification::<Inner>::new(&config, &device).unwrap();
         let report = target.load(&file).unwrap();
         assert!(report.missing.is_empty() && report.unused.is_empty());
         assert_eq!(
             max_abs_diff(target.classify(&input), source.classify(&input)),
             0.0
         );
-        let mut bare = DebertaV2Model::<Nd>::new(&config, &device).unwrap();
+        let mut bare = DebertaV2Model::<Inner>::new(&config, &device).unwrap();
         let report = bare.load(&file).unwrap();
         assert_eq!(report.unused.len(), 4, "{:?}", report.unused);
         assert_eq!(
@@ -1767,7 +1768,7 @@ mod tests {
             rank: 2,
             ..Default::default()
         };
-        let mut task = DebertaV2ForQuestionAnswering::<Nd>::new(&config_with_labels(2), &device)
+        let mut task = DebertaV2ForQuestionAnswering::<Inner>::new(&config_with_labels(2), &device)
             .unwrap()
             .inject_lora(&lora)
             .unwrap();
@@ -1782,7 +1783,7 @@ mod tests {
         let mut wrong =
             DebertaV2Config::from_json(&tiny_json(r#", "share_att_key": false"#)).unwrap();
         wrong.num_labels = 3;
-        let mut other = DebertaV2ForSequenceClassification::<Nd>::new(&wrong, &device).unwrap();
+        let mut other = DebertaV2ForSequenceClassification::<Inner>::new(&wrong, &device).unwrap();
         let msg = other.load(&file).unwrap_err().to_string();
         assert!(msg.contains("pos_key_proj"), "{msg}");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -1800,14 +1801,14 @@ mod tests {
     // -----------------------------------------------------------------------------------------
 
     /// max |ours − transformers| of output `key` (shapes checked first) is within [`TOL`].
-    fn check_output<const D: usize>(fixture: &Fixture, key: &str, ours: Tensor<Nd, D>) {
+    fn check_output<const D: usize>(fixture: &Fixture, key: &str, ours: Tensor<Inner, D>) {
         let d = fixtures::max_abs_diff(ours, &fixture.f32(key));
         eprintln!("  {key}: max abs diff {d:.3e}");
         assert!(d <= TOL, "{key}: max abs diff {d} > {TOL}");
     }
 
     /// Every recorded hidden state (embeddings, then each layer) and the last one.
-    fn check_hidden_states(fixture: &Fixture, out: &DebertaV2ModelOutput<Nd>) {
+    fn check_hidden_states(fixture: &Fixture, out: &DebertaV2ModelOutput<Inner>) {
         let n = (0..)
             .take_while(|i| fixture.has(&format!("hidden_states.{i}")))
             .count();
@@ -1824,7 +1825,7 @@ mod tests {
         };
         let device = Default::default();
         let (model, report) =
-            DebertaV2ForSequenceClassification::<Nd>::from_pretrained(&fixture.dir, &device)
+            DebertaV2ForSequenceClassification::<Inner>::from_pretrained(&fixture.dir, &device)
                 .unwrap();
         assert!(report.missing.is_empty(), "{:?}", report.missing);
         assert_eq!(model.num_labels(), labels);
@@ -1870,7 +1871,7 @@ mod tests {
         };
         let device = Default::default();
         let (model, report) =
-            DebertaV2ForQuestionAnswering::<Nd>::from_pretrained(&fixture.dir, &device).unwrap();
+            DebertaV2ForQuestionAnswering::<Inner>::from_pretrained(&fixture.dir, &device).unwrap();
         assert!(report.missing.is_empty(), "{:?}", report.missing);
         let input = fixture.encoder_input(&device);
         eprintln!("deberta-qa:");
@@ -1889,7 +1890,8 @@ mod tests {
         };
         let device = Default::default();
         let (model, _) =
-            DebertaV2ForSequenceClassification::<Nd>::from_pretrained(&base.dir, &device).unwrap();
+            DebertaV2ForSequenceClassification::<Inner>::from_pretrained(&base.dir, &device)
+                .unwrap();
         let input = peft.encoder_input(&device);
         let base_logits = model.classify(&input);
         // A [r, d_in] and B [d_out, r] are stored exactly as PEFT's lora_A / lora_B, under
@@ -1958,7 +1960,7 @@ mod tests {
         safetensors::serialize_to_file(tensors, None, &out.join("model.safetensors")).unwrap();
         let device = Default::default();
         let (model, report) =
-            DebertaV2ForSequenceClassification::<Nd>::from_pretrained(&out, &device).unwrap();
+            DebertaV2ForSequenceClassification::<Inner>::from_pretrained(&out, &device).unwrap();
         std::fs::remove_dir_all(&out).unwrap();
         let mut missing = report.missing.clone();
         missing.sort();

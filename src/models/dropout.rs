@@ -168,6 +168,7 @@ mod tests {
             .forward(x)
             .inner()
             .into_data()
+            .convert::<f32>()
             .to_vec()
             .unwrap();
         let kept = values.iter().filter(|&&v| v > 0.0).count() as f64 / values.len() as f64;

@@ -599,17 +599,14 @@ impl<B: Backend> InjectLora for GPT2LMHeadModel<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{Inner, Train};
     use crate::lora::LoraModule;
     use crate::manifold::Manifold;
     use crate::models::fixtures::{hf_state_dict, max_abs_diff, write_safetensors, Fixture};
     use crate::testing::shared_path;
-    use burn::backend::{Autodiff, NdArray};
     use burn::module::{ModuleMapper, Param};
     use burn::tensor::Distribution;
     use safetensors::Dtype;
-
-    type Nd = NdArray<f32>;
-    type AD = Autodiff<Nd>;
 
     const TINY: &str = r#"{
         "model_type": "gpt2", "vocab_size": 40, "n_positions": 32, "n_embd": 16, "n_layer": 2,
@@ -677,7 +674,7 @@ mod tests {
     #[test]
     fn kv_cache_reproduces_the_full_forward() {
         let device = Default::default();
-        let model = random_model::<Nd>(&device);
+        let model = random_model::<Inner>(&device);
         let tokens: [i64; 7] = [3, 17, 5, 22, 9, 1, 30];
         let full = model
             .forward(ids(&[&tokens], &device), None, None, None)
@@ -705,7 +702,7 @@ mod tests {
     #[test]
     fn greedy_generation_with_and_without_cache_agree_under_left_padding() {
         let device = Default::default();
-        let model = random_model::<Nd>(&device);
+        let model = random_model::<Inner>(&device);
         let config = |use_cache| GenerateConfig {
             max_new_tokens: 8,
             eos_token_id: None,
@@ -713,8 +710,8 @@ mod tests {
             use_cache,
         };
         // Row 1 is row 0's prompt shortened and left-padded: it must decode as if alone.
-        let prompt = ids::<Nd>(&[&[4, 8, 15, 16, 23], &[0, 0, 15, 16, 23]], &device);
-        let mask = ids::<Nd>(&[&[1, 1, 1, 1, 1], &[0, 0, 1, 1, 1]], &device);
+        let prompt = ids::<Inner>(&[&[4, 8, 15, 16, 23], &[0, 0, 15, 16, 23]], &device);
+        let mask = ids::<Inner>(&[&[1, 1, 1, 1, 1], &[0, 0, 1, 1, 1]], &device);
         let cached = model
             .generate(prompt.clone(), Some(mask.clone()), &config(true))
             .unwrap();
@@ -737,8 +734,8 @@ mod tests {
     #[test]
     fn generation_stops_at_eos_and_rejects_overlong_requests() {
         let device = Default::default();
-        let model = random_model::<Nd>(&device);
-        let prompt = ids::<Nd>(&[&[4, 8, 15]], &device);
+        let model = random_model::<Inner>(&device);
+        let prompt = ids::<Inner>(&[&[4, 8, 15]], &device);
         let free = GenerateConfig {
             max_new_tokens: 6,
             eos_token_id: None,
@@ -774,14 +771,14 @@ mod tests {
     #[test]
     fn lora_at_init_leaves_logits_unchanged() {
         let device = Default::default();
-        let input = ids::<Nd>(&[&[1, 2, 3, 4, 5, 6]], &device);
+        let input = ids::<Inner>(&[&[1, 2, 3, 4, 5, 6]], &device);
         for (targets, adapters) in [
             (&["c_attn.q", "c_attn.v"][..], 4),
             (&["all-linear"][..], 8),
             (&["c_attn", "c_attn.k", "c_proj", "c_fc"][..], 10),
         ] {
             for manifold in [Manifold::Stiefel, Manifold::Euclidean] {
-                let model = random_model::<Nd>(&device);
+                let model = random_model::<Inner>(&device);
                 let before = model.forward(input.clone(), None, None, None).logits;
                 let model = model.inject_lora(&lora(targets, manifold)).unwrap();
                 assert_eq!(model.lora_adapters().len(), adapters, "{targets:?}");
@@ -798,7 +795,7 @@ mod tests {
     #[test]
     fn qkv_slice_adapters_change_only_their_third() {
         let device = Default::default();
-        let model = random_model::<Nd>(&device)
+        let model = random_model::<Inner>(&device)
             .inject_lora(&lora(&["c_attn.q", "c_attn.v"], Manifold::Stiefel))
             .unwrap();
         let paths: Vec<String> = model.lora_adapters().into_iter().map(|a| a.path).collect();
@@ -812,7 +809,7 @@ mod tests {
             ]
         );
         let mut c_attn = model.transformer.h[0].attn.c_attn.clone();
-        let x = Tensor::<Nd, 3>::random([1, 3, 16], Distribution::Normal(0.0, 1.0), &device);
+        let x = Tensor::<Inner, 3>::random([1, 3, 16], Distribution::Normal(0.0, 1.0), &device);
         let base = c_attn.base.forward(x.clone());
         for (part, range) in [("q", 0..16), ("v", 32..48)] {
             let slot = if part == "q" {
@@ -842,10 +839,10 @@ mod tests {
     #[test]
     fn injection_freezes_everything_but_the_adapters() {
         let device = Default::default();
-        let model = random_model::<AD>(&device)
+        let model = random_model::<Train>(&device)
             .inject_lora(&lora(&["c_attn.q", "c_attn.v", "c_fc"], Manifold::Stiefel))
             .unwrap();
-        let input = ids::<AD>(&[&[1, 2, 3, 4]], &device);
+        let input = ids::<Train>(&[&[1, 2, 3, 4]], &device);
         let grads = model
             .forward(input, None, None, None)
             .logits
@@ -856,13 +853,13 @@ mod tests {
         let mut trainable = 0;
         let mut frozen_with_grad = Vec::new();
         struct Check<'a> {
-            grads: &'a <AD as burn::tensor::backend::AutodiffBackend>::Gradients,
+            grads: &'a <Train as burn::tensor::backend::AutodiffBackend>::Gradients,
             adapters: Vec<burn::module::ParamId>,
             trainable: &'a mut usize,
             bad: &'a mut Vec<burn::module::ParamId>,
         }
-        impl burn::module::ModuleVisitor<AD> for Check<'_> {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AD, D>>) {
+        impl burn::module::ModuleVisitor<Train> for Check<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Train, D>>) {
                 let has = param.val().grad(self.grads).is_some();
                 let adapter = self.adapters.contains(&param.id);
                 if has && adapter {
@@ -889,7 +886,7 @@ mod tests {
     #[test]
     fn unknown_target_lists_valid_names() {
         let device = Default::default();
-        let err = random_model::<Nd>(&device)
+        let err = random_model::<Inner>(&device)
             .inject_lora(&lora(&["q_proj"], Manifold::Stiefel))
             .unwrap_err()
             .to_string();
@@ -923,8 +920,8 @@ mod tests {
     #[test]
     fn conv1d_weights_load_untransposed_with_or_without_prefix() {
         let device = Default::default();
-        let source = random_model::<Nd>(&device);
-        let input = ids::<Nd>(&[&[5, 6, 7, 8, 9]], &device);
+        let source = random_model::<Inner>(&device);
+        let input = ids::<Inner>(&[&[5, 6, 7, 8, 9]], &device);
         let expected = source.forward(input.clone(), None, None, None).logits;
         let state = hf_state_dict(&source, to_hf, is_conv1d);
         // [in, out] as in the Hub files: c_fc is [16, 64].
@@ -940,7 +937,7 @@ mod tests {
         for (name, checkpoint) in [("hf", state), ("legacy", legacy)] {
             let path = dir.path().join(format!("{name}.safetensors"));
             write_safetensors(&path, &checkpoint, Dtype::F32);
-            let mut model = GPT2LMHeadModel::<Nd>::new(&tiny(), &device);
+            let mut model = GPT2LMHeadModel::<Inner>::new(&tiny(), &device);
             let report = model.load(&path).unwrap();
             assert!(report.missing.is_empty(), "{name}: {:?}", report.missing);
             let logits = model.forward(input.clone(), None, None, None).logits;
@@ -955,7 +952,7 @@ mod tests {
         };
         let device = Default::default();
         let (model, report) =
-            GPT2LMHeadModel::<Nd>::from_pretrained(&fixture.dir, &device).unwrap();
+            GPT2LMHeadModel::<Inner>::from_pretrained(&fixture.dir, &device).unwrap();
         assert!(
             report.missing.is_empty() && report.unused.is_empty(),
             "{report:?}"
@@ -987,7 +984,7 @@ mod tests {
             assert!(*diff <= 1e-4, "{key}: max abs diff {diff}");
         }
 
-        let prompt = fixture.int2::<Nd>("generate_input_ids", &device);
+        let prompt = fixture.int2::<Inner>("generate_input_ids", &device);
         let (expected, shape) = fixture.i64("generate_output_ids");
         for use_cache in [true, false] {
             let config = GenerateConfig {
@@ -1016,7 +1013,7 @@ mod tests {
             return;
         };
         let device = Default::default();
-        let (model, report) = GPT2LMHeadModel::<Nd>::from_pretrained(&dir, &device).unwrap();
+        let (model, report) = GPT2LMHeadModel::<Inner>::from_pretrained(&dir, &device).unwrap();
         assert!(
             report.missing.is_empty() && report.unused.is_empty(),
             "{report:?}"
@@ -1034,7 +1031,7 @@ mod tests {
         let ours: Vec<i64> = encoding.get_ids().iter().map(|&i| i as i64).collect();
         assert_eq!(ours, ids);
 
-        let input = fixture.int2::<Nd>("input_ids", &device);
+        let input = fixture.int2::<Inner>("input_ids", &device);
         let [_, t] = input.dims();
         let logits = model.forward(input, None, None, None).logits;
         let vocab = logits.dims()[2];

@@ -221,8 +221,6 @@ pub(crate) fn mask_value(dtype: burn::tensor::DType) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use burn::backend::NdArray;
-
     use super::*;
 
     /// transformers' formulas (activations.py), in f64.
@@ -268,7 +266,12 @@ mod tests {
         let device = crate::backend::device();
         let x = Tensor::<crate::backend::Train, 1>::from_floats(xs, &device).require_grad();
         let grads = gelu(x.clone()).sum().backward();
-        x.grad(&grads).unwrap().into_data().to_vec().unwrap()
+        x.grad(&grads)
+            .unwrap()
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap()
     }
 
     fn max_error(xs: &[f32], grads: &[f32], reference: impl Fn(f64) -> f64) -> f64 {
@@ -325,6 +328,7 @@ mod tests {
                 &device,
             ))
             .into_data()
+            .convert::<f32>()
             .to_vec()
             .unwrap();
         let y_diff = y
@@ -380,10 +384,15 @@ mod tests {
     fn every_accepted_name_computes_the_transformers_formula() {
         let xs = [-3.5, -1.2, -0.3, 0.0, 0.4, 1.7, 3.0];
         let device = Default::default();
-        let input = Tensor::<NdArray<f32>, 1>::from_floats(xs.map(|x| x as f32), &device);
+        let input = Tensor::<crate::backend::Inner, 1>::from_floats(xs.map(|x| x as f32), &device);
         for name in Activation::NAMES {
             let act = Activation::from_hf(name, "hidden_act").unwrap();
-            let out: Vec<f32> = act.forward(input.clone()).into_data().to_vec().unwrap();
+            let out: Vec<f32> = act
+                .forward(input.clone())
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .unwrap();
             for (x, y) in xs.iter().zip(out) {
                 let expected = reference(name, *x);
                 assert!(

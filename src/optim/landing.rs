@@ -166,15 +166,13 @@ impl<B: Backend> EigenProblem<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Inner;
     use crate::manifold::{distance, random_stiefel};
-    use burn::backend::NdArray;
     use burn::tensor::Distribution;
 
-    type Nd = NdArray<f32>;
-
-    fn problem(n: usize, p: usize) -> (EigenProblem<Nd>, f64, Tensor<Nd, 2>) {
+    fn problem(n: usize, p: usize) -> (EigenProblem<Inner>, f64, Tensor<Inner, 2>) {
         let device = Default::default();
-        Nd::seed(&device, 3);
+        Inner::seed(&device, 3);
         EigenProblem::with_spectrum(&eigenvalues(n), p, &device)
     }
 
@@ -188,9 +186,9 @@ mod tests {
         let p = 3;
         let (problem, optimum, optimal) = problem(n, p);
         let device = Default::default();
-        Nd::seed(&device, 1);
+        Inner::seed(&device, 1);
         // Start off the manifold on purpose: landing must also pull the iterate onto it.
-        let mut x = random_stiefel::<Nd>(n, p, &device)
+        let mut x = random_stiefel::<Inner>(n, p, &device)
             + Tensor::random([n, p], Distribution::Normal(0.0, 0.02), &device);
         let landing = Landing {
             step_size: 0.1,
@@ -219,7 +217,7 @@ mod tests {
             RetractionKind::Cayley,
         ] {
             let method = Retraction::new(kind, 0.1);
-            let mut x = random_stiefel::<Nd>(n, p, &Default::default());
+            let mut x = random_stiefel::<Inner>(n, p, &Default::default());
             for _ in 0..1500 {
                 let g = problem.gradient(x.clone());
                 x = method.step(x, g).unwrap();

@@ -593,17 +593,14 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{Inner, Train};
     use crate::lora::{LoraConfig, LoraLinear};
     use crate::manifold::{distance, from_host, to_host};
     use crate::testing::host;
-    use burn::backend::{Autodiff, NdArray};
     use burn::module::{Module, Param};
     use burn::nn::{Linear, LinearConfig};
     use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
     use burn::tensor::Distribution;
-
-    type Nd = NdArray<f32>;
-    type AD = Autodiff<Nd>;
 
     #[derive(Module, Debug)]
     struct Net<B: Backend> {
@@ -624,7 +621,7 @@ mod tests {
             .collect()
     }
 
-    fn net(manifold: Manifold, d_in: usize, d_out: usize, rank: usize) -> Net<AD> {
+    fn net(manifold: Manifold, d_in: usize, d_out: usize, rank: usize) -> Net<Train> {
         let device = Default::default();
         let config = LoraConfig {
             rank,
@@ -642,23 +639,23 @@ mod tests {
         net.load_record(record)
     }
 
-    fn set_adapter(mut net: Net<AD>, a: Vec<f64>, b: Vec<f64>) -> Net<AD> {
+    fn set_adapter(mut net: Net<Train>, a: Vec<f64>, b: Vec<f64>) -> Net<Train> {
         let device = Default::default();
         let adapter = net.layer.adapter.as_mut().unwrap();
         let [r, d_in] = adapter.lora_a.dims();
         let [d_out, _] = adapter.lora_b.dims();
         adapter.lora_a = Param::initialized(
             adapter.lora_a.id,
-            from_host::<AD>(a, [r, d_in], &device).require_grad(),
+            from_host::<Train>(a, [r, d_in], &device).require_grad(),
         );
         adapter.lora_b = Param::initialized(
             adapter.lora_b.id,
-            from_host::<AD>(b, [d_out, r], &device).require_grad(),
+            from_host::<Train>(b, [d_out, r], &device).require_grad(),
         );
         net
     }
 
-    fn host_of(t: Tensor<AD, 2>) -> Vec<f64> {
+    fn host_of(t: Tensor<Train, 2>) -> Vec<f64> {
         to_host(&t).0
     }
 
@@ -733,7 +730,7 @@ mod tests {
         let mut head = host_of(model.head.weight.val());
         let base_before = host_of(model.layer.base.weight.val());
 
-        let mut optim = config.init::<AD, Net<AD>>().unwrap();
+        let mut optim = config.init::<Train, Net<Train>>().unwrap();
         let (mut sa, mut sb, mut sh) = (
             RefState::new(a.len()),
             RefState::new(b.len()),
@@ -746,9 +743,9 @@ mod tests {
             let gh = values(d_out, 2, 4.0 + step as f64, 0.2);
             let device = Default::default();
             let mut grads = GradientsParams::new();
-            grads.register::<Nd, 2>(id_a, from_host(ga.clone(), [r, d_in], &device));
-            grads.register::<Nd, 2>(id_b, from_host(gb.clone(), [d_out, r], &device));
-            grads.register::<Nd, 2>(id_head, from_host(gh.clone(), [d_out, 2], &device));
+            grads.register::<Inner, 2>(id_a, from_host(ga.clone(), [r, d_in], &device));
+            grads.register::<Inner, 2>(id_b, from_host(gb.clone(), [d_out, r], &device));
+            grads.register::<Inner, 2>(id_head, from_host(gh.clone(), [d_out, 2], &device));
             model = optim.step(lr, model, grads);
 
             // Reference, step by step as in Algorithm 1.
@@ -813,13 +810,13 @@ mod tests {
 
     /// Gradients of a fixed pseudo-random batch; not from the backend RNG, which is global and
     /// reseeded by tests running in parallel.
-    fn random_grads(model: &Net<AD>, seed: u64) -> GradientsParams {
+    fn random_grads(model: &Net<Train>, seed: u64) -> GradientsParams {
         let device = Default::default();
         let mut rng = crate::data::rng::SplitMix64(seed);
         let x: Vec<f32> = (0..8 * 6)
             .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
             .collect();
-        let x = Tensor::<AD, 2>::from_data(burn::tensor::TensorData::new(x, [8, 6]), &device);
+        let x = Tensor::<Train, 2>::from_data(burn::tensor::TensorData::new(x, [8, 6]), &device);
         let loss = model.forward(x).square().mean();
         GradientsParams::from_grads(loss.backward(), model)
     }
@@ -831,11 +828,11 @@ mod tests {
             weight_decay: 0.1,
             ..ManifoldAdamWConfig::lora_baseline()
         };
-        let mut ours = config.init::<AD, Net<AD>>().unwrap();
+        let mut ours = config.init::<Train, Net<Train>>().unwrap();
         let mut adamw = AdamWConfig::new()
             .with_epsilon(1e-8)
             .with_weight_decay(0.1)
-            .init::<AD, Net<AD>>();
+            .init::<Train, Net<Train>>();
         let (mut m1, mut m2) = (base.clone(), base);
         for seed in 0..3 {
             let g1 = random_grads(&m1, seed);
@@ -870,13 +867,13 @@ mod tests {
     ) -> (f32, f32, f32) {
         let (d_in, d_out, r) = (16, 12, 3);
         let device = Default::default();
-        Nd::seed(&device, 42);
+        Inner::seed(&device, 42);
         let mut model = net(manifold, d_in, d_out, r);
         let star_b = match manifold {
-            Manifold::Oblique => crate::manifold::random_oblique::<Nd>(d_out, r, &device),
-            _ => crate::manifold::random_stiefel::<Nd>(d_out, r, &device),
+            Manifold::Oblique => crate::manifold::random_oblique::<Inner>(d_out, r, &device),
+            _ => crate::manifold::random_stiefel::<Inner>(d_out, r, &device),
         };
-        let star_a = Tensor::<Nd, 2>::random([r, d_in], Distribution::Normal(0.0, 0.5), &device);
+        let star_a = Tensor::<Inner, 2>::random([r, d_in], Distribution::Normal(0.0, 0.5), &device);
         let delta = star_b.matmul(star_a); // [d_out, d_in], scale s = 1
         let base = model.layer.base.valid();
         let delta_t = delta.transpose();
@@ -888,13 +885,13 @@ mod tests {
             upper: 5.0,
             ..Default::default()
         };
-        let mut optim = config.init::<AD, Net<AD>>().unwrap();
+        let mut optim = config.init::<Train, Net<Train>>().unwrap();
         let mut first = None;
         let mut last = 0.0;
         for step in 0..1500 {
-            let x = Tensor::<Nd, 2>::random([32, d_in], Distribution::Normal(0.0, 1.0), &device);
+            let x = Tensor::<Inner, 2>::random([32, d_in], Distribution::Normal(0.0, 1.0), &device);
             let target = base.forward(x.clone()) + x.clone().matmul(delta_t.clone());
-            let target = Tensor::<AD, 2>::from_inner(target);
+            let target = Tensor::<Train, 2>::from_inner(target);
             let pred = model.layer.forward(Tensor::from_inner(x));
             let loss = (pred - target).square().mean();
             let value = loss.clone().into_scalar();
@@ -927,8 +924,8 @@ mod tests {
             values(5, 2, 0.2, 0.7),
         );
         let (mut oq, mut of) = (
-            quarter.init::<AD, Net<AD>>().unwrap(),
-            full.init::<AD, Net<AD>>().unwrap(),
+            quarter.init::<Train, Net<Train>>().unwrap(),
+            full.init::<Train, Net<Train>>().unwrap(),
         );
         let (mut mq, mut mf) = (base.clone(), base);
         for seed in 0..2 {
@@ -936,7 +933,7 @@ mod tests {
             mq = oq.step(1e-2, mq, gq);
             mf = of.step(1e-2, mf, gf);
         }
-        let b = |m: &Net<AD>| m.layer.adapter.as_ref().unwrap().lora_b.val();
+        let b = |m: &Net<Train>| m.layer.adapter.as_ref().unwrap().lora_b.val();
         assert!((b(&mq) - b(&mf)).abs().max().into_scalar() < 1e-7);
     }
 
@@ -978,26 +975,29 @@ mod tests {
             ..Default::default()
         };
         let mut model = net(Manifold::Stiefel, 6, 5, 2);
-        let mut optim = config.init::<AD, Net<AD>>().unwrap();
+        let mut optim = config.init::<Train, Net<Train>>().unwrap();
         for seed in 0..3 {
             let grads = random_grads(&model, seed);
             model = optim.step(1e-2, model, grads);
         }
         let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
-        let bytes = Recorder::<AD>::record(&recorder, optim.to_record(), ()).unwrap();
-        let record = Recorder::<AD>::load(&recorder, bytes, &Default::default()).unwrap();
-        let mut restored = config.init::<AD, Net<AD>>().unwrap().load_record(record);
-        let mut fresh = config.init::<AD, Net<AD>>().unwrap();
+        let bytes = Recorder::<Train>::record(&recorder, optim.to_record(), ()).unwrap();
+        let record = Recorder::<Train>::load(&recorder, bytes, &Default::default()).unwrap();
+        let mut restored = config
+            .init::<Train, Net<Train>>()
+            .unwrap()
+            .load_record(record);
+        let mut fresh = config.init::<Train, Net<Train>>().unwrap();
 
-        let next = |o: &mut ManifoldAdamW<Net<AD>, AD>, m: Net<AD>| {
+        let next = |o: &mut ManifoldAdamW<Net<Train>, Train>, m: Net<Train>| {
             let grads = random_grads(&m, 99);
             o.step(1e-2, m, grads)
         };
         let m_orig = next(&mut optim, model.clone());
         let m_rest = next(&mut restored, model.clone());
         let m_fresh = next(&mut fresh, model);
-        let b = |m: &Net<AD>| m.layer.adapter.as_ref().unwrap().lora_b.val();
-        let h = |m: &Net<AD>| m.head.weight.val();
+        let b = |m: &Net<Train>| m.layer.adapter.as_ref().unwrap().lora_b.val();
+        let h = |m: &Net<Train>| m.head.weight.val();
         assert_eq!(b(&m_orig).to_data(), b(&m_rest).to_data());
         assert_eq!(h(&m_orig).to_data(), h(&m_rest).to_data());
         // The state matters: a fresh optimizer takes a different step.

@@ -277,9 +277,7 @@ impl<B: Backend> DataLoader<B, GlueBatch<B>> for EpochLoader<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::NdArray;
-
-    type Nd = NdArray<f32>;
+    use crate::backend::Inner;
 
     fn split(n: usize) -> Arc<TokenizedSplit> {
         Arc::new(TokenizedSplit {
@@ -295,12 +293,18 @@ mod tests {
         })
     }
 
-    fn order_of(loader: &EpochLoader<Nd>) -> Vec<i64> {
+    fn order_of(loader: &EpochLoader<Inner>) -> Vec<i64> {
         let mut seen = Vec::new();
         let mut it = loader.iter();
         for batch in it.by_ref() {
             let [rows, len] = batch.input.input_ids.dims();
-            let ids = batch.input.input_ids.into_data().to_vec::<i64>().unwrap();
+            let ids = batch
+                .input
+                .input_ids
+                .into_data()
+                .convert::<i64>()
+                .to_vec::<i64>()
+                .unwrap();
             seen.extend((0..rows).map(|r| ids[r * len] - 100));
         }
         assert_eq!(it.progress().items_processed, loader.num_items());
@@ -310,7 +314,7 @@ mod tests {
     #[test]
     fn every_example_once_per_epoch_in_a_seeded_order() {
         let data = split(23);
-        let loader = EpochLoader::<Nd>::new(
+        let loader = EpochLoader::<Inner>::new(
             data.clone(),
             4,
             Order::Shuffled { seed: 7 },
@@ -327,7 +331,7 @@ mod tests {
             "epochs differ"
         );
         let other =
-            EpochLoader::<Nd>::new(data, 4, Order::Shuffled { seed: 8 }, 1, Default::default());
+            EpochLoader::<Inner>::new(data, 4, Order::Shuffled { seed: 8 }, 1, Default::default());
         assert_ne!(
             loader.epoch_batches(1),
             other.epoch_batches(1),
@@ -338,7 +342,7 @@ mod tests {
     #[test]
     fn a_loader_resumed_at_epoch_three_replays_epoch_three() {
         let data = split(19);
-        let straight = EpochLoader::<Nd>::new(
+        let straight = EpochLoader::<Inner>::new(
             data.clone(),
             3,
             Order::Bucketed { seed: 1 },
@@ -349,7 +353,7 @@ mod tests {
         let _ = order_of(&straight);
         let third = order_of(&straight);
         let resumed =
-            EpochLoader::<Nd>::new(data, 3, Order::Bucketed { seed: 1 }, 3, Default::default());
+            EpochLoader::<Inner>::new(data, 3, Order::Bucketed { seed: 1 }, 3, Default::default());
         assert_eq!(order_of(&resumed), third);
         let mut sorted = third.clone();
         sorted.sort();
@@ -360,20 +364,25 @@ mod tests {
     #[test]
     fn batches_are_padded_to_their_longest_member_with_targets() {
         let data = split(6);
-        let batch: GlueBatch<Nd> = data.batch(&[0, 3], &Default::default());
+        let batch: GlueBatch<Inner> = data.batch(&[0, 3], &Default::default());
         assert_eq!(batch.input.input_ids.dims(), [2, 5]);
         let mask = batch
             .input
             .attention_mask
             .into_data()
+            .convert::<i64>()
             .to_vec::<i64>()
             .unwrap();
         assert_eq!(mask, vec![1, 1, 0, 0, 0, 1, 1, 1, 1, 1]);
         match batch.targets {
-            Targets::Classes(t) => assert_eq!(t.into_data().to_vec::<i64>().unwrap(), vec![0, 1]),
+            Targets::Classes(t) => assert_eq!(
+                t.into_data().convert::<i64>().to_vec::<i64>().unwrap(),
+                vec![0, 1]
+            ),
             Targets::Scores(_) => panic!("classification labels expected"),
         }
-        let sequential = EpochLoader::<Nd>::new(data, 4, Order::Sequential, 1, Default::default());
+        let sequential =
+            EpochLoader::<Inner>::new(data, 4, Order::Sequential, 1, Default::default());
         assert_eq!(
             sequential.epoch_batches(5),
             vec![vec![0, 1, 2, 3], vec![4, 5]]

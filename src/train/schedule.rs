@@ -68,7 +68,7 @@ impl LrScheduler for WarmupLinear {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::NdArray;
+    use crate::backend::Inner;
 
     #[test]
     fn warms_up_then_decays_to_zero() {
@@ -92,8 +92,8 @@ mod tests {
         for _ in 0..17 {
             a.step();
         }
-        let record = a.to_record::<NdArray>();
-        let mut b = WarmupLinear::new(2e-3, 0.06, 50).load_record::<NdArray>(record);
+        let record = a.to_record::<Inner>();
+        let mut b = WarmupLinear::new(2e-3, 0.06, 50).load_record::<Inner>(record);
         for _ in 0..33 {
             assert_eq!(a.step(), b.step());
         }

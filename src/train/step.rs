@@ -391,14 +391,12 @@ pub fn evaluate<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Inner;
     use crate::lora::{param_values, set_params, LoraModule};
     use crate::models::fixtures::{max_abs_diff, Fixture};
-    use burn::backend::NdArray;
     use burn::tensor::Distribution;
 
-    type Nd = NdArray<f32>;
-
-    fn input(fixture: &Fixture, device: &burn::tensor::Device<Nd>) -> EncoderInput<Nd> {
+    fn input(fixture: &Fixture, device: &burn::tensor::Device<Inner>) -> EncoderInput<Inner> {
         EncoderInput {
             input_ids: fixture.int2("input_ids", device),
             attention_mask: fixture.int2("attention_mask", device),
@@ -415,7 +413,8 @@ mod tests {
             let (Some(base), Some(adapter)) = (Fixture::load(base), Fixture::load(adapter)) else {
                 return;
             };
-            let (model, _) = GlueModel::<Nd>::from_pretrained(&base.dir, labels, &device).unwrap();
+            let (model, _) =
+                GlueModel::<Inner>::from_pretrained(&base.dir, labels, &device).unwrap();
             let plain = model.logits(&input(&adapter, &device));
             let model = model.load_peft(&adapter.dir).unwrap();
             let logits = model.logits(&input(&adapter, &device));
@@ -440,7 +439,7 @@ mod tests {
             bin.display()
         );
         let device = Default::default();
-        let (model, report) = GlueModel::<Nd>::from_pretrained(&bin, 2, &device).unwrap();
+        let (model, report) = GlueModel::<Inner>::from_pretrained(&bin, 2, &device).unwrap();
         assert!(
             report.missing.is_empty() && report.unused.is_empty(),
             "{report:?}"
@@ -458,7 +457,7 @@ mod tests {
             return;
         };
         let device = Default::default();
-        let (model, _) = GlueModel::<Nd>::from_pretrained(&bert.dir, 2, &device).unwrap();
+        let (model, _) = GlueModel::<Inner>::from_pretrained(&bert.dir, 2, &device).unwrap();
         assert_eq!(
             model.max_positions(),
             Some(64),
@@ -469,7 +468,7 @@ mod tests {
             Err(Error::Config { key, .. }) => assert_eq!(key, "max_len"),
             other => panic!("expected a max_len error, got {other:?}"),
         }
-        let (model, _) = GlueModel::<Nd>::from_pretrained(&deberta.dir, 2, &device).unwrap();
+        let (model, _) = GlueModel::<Inner>::from_pretrained(&deberta.dir, 2, &device).unwrap();
         let config = DebertaV2Config::from_file(&deberta.dir.join("config.json")).unwrap();
         if config.position_biased_input {
             assert_eq!(model.max_positions(), Some(config.max_position_embeddings));
@@ -491,7 +490,7 @@ mod tests {
             target_modules: vec!["query_proj".into(), "value_proj".into()],
             ..LoraConfig::default()
         };
-        let (model, _) = GlueModel::<Nd>::from_pretrained(&base.dir, 2, &device).unwrap();
+        let (model, _) = GlueModel::<Inner>::from_pretrained(&base.dir, 2, &device).unwrap();
         let model = model.inject_lora(&lora).unwrap();
         // Non-zero A everywhere, so the adapters change the output.
         let ids = model.lora_adapters().iter().map(|a| a.lora_a).collect();
@@ -514,7 +513,7 @@ mod tests {
             config.modules_to_save,
             Some(vec!["pooler".into(), "classifier".into()])
         );
-        let (fresh, _) = GlueModel::<Nd>::from_pretrained(&base.dir, 2, &device).unwrap();
+        let (fresh, _) = GlueModel::<Inner>::from_pretrained(&base.dir, 2, &device).unwrap();
         let reloaded = fresh.load_peft(dir.path()).unwrap();
         let x = input(&base, &device);
         assert_eq!(
@@ -522,7 +521,7 @@ mod tests {
             reloaded.logits(&x).into_data()
         );
         // A head that does not fit the model (2 labels saved, 3 wanted) is refused, naming it.
-        let (fresh, _) = GlueModel::<Nd>::from_pretrained(&base.dir, 3, &device).unwrap();
+        let (fresh, _) = GlueModel::<Inner>::from_pretrained(&base.dir, 3, &device).unwrap();
         let err = fresh.load_peft(dir.path()).unwrap_err().to_string();
         assert!(err.contains("classifier"), "{err}");
     }
