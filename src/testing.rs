@@ -44,7 +44,10 @@ pub fn skip_or_fail(reason: &str) {
     if required {
         panic!("{reason}; {REQUIRE_ENV} is set, so this is a failure, not a skip");
     }
-    eprintln!("SKIPPED: {reason}");
+    // Straight to the process's stderr: the test harness captures `eprintln!` of passing tests,
+    // which hid every skip.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
 }
 
 /// Dense row-major f64 matrix helpers: independent references for tests of tensor code.
