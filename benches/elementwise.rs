@@ -37,7 +37,12 @@ fn bench(c: &mut Criterion) {
     let burn_dropout = DropoutConfig::new(0.1).init();
     let ours = Dropout::new(0.1);
     group.bench_function("dropout burn, attention probs", |b| {
-        b.iter(|| burn_dropout.forward(probs.clone().require_grad()).sum().backward())
+        b.iter(|| {
+            burn_dropout
+                .forward(probs.clone().require_grad())
+                .sum()
+                .backward()
+        })
     });
     group.bench_function("dropout one-pass mask, attention probs", |b| {
         b.iter(|| ours.forward(probs.clone().require_grad()).sum().backward())
