@@ -26,8 +26,11 @@ use manifold_lora::train::{Method, RunConfig};
 #[derive(Debug, Parser)]
 #[command(
     name = "glue",
+    version,
     about = "Fine-tune a transformer on a GLUE task with (Manifold-)LoRA",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    // `--lr -1` must reach the config check ("must be positive"), not read as a flag.
+    allow_negative_numbers = true
 )]
 struct Cli {
     #[command(subcommand)]
