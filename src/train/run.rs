@@ -2,8 +2,8 @@
 //! ManifoldAdamW, checkpoints and resume, best-epoch selection, PEFT export, results and figures.
 //!
 //! A run directory holds `config.toml` (as resolved), `metrics.jsonl`, `results.json`,
-//! `checkpoint/` (the last epoch, for resume, and the best one), `adapter/` (PEFT format),
-//! `training.png` and `gram_heatmaps.png`.
+//! `checkpoint/` (the last two epochs, for resume, the best one, and the starting config),
+//! `adapter/` (PEFT format), `training.png` and `gram_heatmaps.png`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
