@@ -267,11 +267,12 @@ fn train(args: &TrainArgs) -> Result<()> {
         let run_dir = config.output_dir.join(config.run_name());
         let path = run_dir.join(run::CONFIG_FILE);
         let mut saved = RunConfig::from_file(&path)?.resolve()?;
+        let explicit = args.explicit_keys();
         let asked: Vec<String> = saved
             .diff(&config, &["output_dir", "run_name"])
             .into_iter()
             .filter(|(key, _, _)| {
-                args.explicit_keys()
+                explicit
                     .iter()
                     .any(|k| k.is_empty() || key == k || key.starts_with(&format!("{k}.")))
             })

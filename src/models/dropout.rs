@@ -14,6 +14,8 @@
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Distribution, Int, Tensor, TensorData};
 
+use crate::data::rng::{mix, GOLDEN_GAMMA};
+
 /// Below this many elements the mask is drawn on the calling thread.
 const PARALLEL_MIN: usize = 1 << 15;
 
@@ -73,13 +75,6 @@ fn draw_key<B: Backend>(device: &B::Device) -> u64 {
     ((draws[0] as u64) << 31) ^ draws[1] as u64
 }
 
-/// SplitMix64's finaliser: a bijective mix, so distinct counters give independent-looking bits.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// The mask for `n` elements: element i is 1/keep when the high 32 bits of mix(key + i·φ) fall
 /// below keep·2³², else 0.
 pub fn host_mask(n: usize, keep: f64, key: u64) -> Vec<f32> {
@@ -87,8 +82,7 @@ pub fn host_mask(n: usize, keep: f64, key: u64) -> Vec<f32> {
     let scale = (1.0 / keep) as f32;
     let fill = |chunk: &mut [f32], start: usize| {
         for (i, out) in chunk.iter_mut().enumerate() {
-            let counter =
-                key.wrapping_add(((start + i) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let counter = key.wrapping_add(((start + i) as u64).wrapping_mul(GOLDEN_GAMMA));
             *out = if mix(counter) >> 32 < threshold {
                 scale
             } else {
@@ -132,7 +126,7 @@ mod tests {
         // The same counters drawn on one thread give the same mask.
         let mut serial = vec![0.0f32; n];
         for (i, out) in serial.iter_mut().enumerate() {
-            let c = 12345u64.wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let c = 12345u64.wrapping_add((i as u64).wrapping_mul(GOLDEN_GAMMA));
             *out = if mix(c) >> 32 < (keep * 4_294_967_296.0) as u64 {
                 scale
             } else {

@@ -1188,10 +1188,8 @@ mod tests {
     /// Deterministic uniform noise in [0, 1) (SplitMix64 finaliser), free of the visible
     /// periodicity of sine-based hashes.
     fn unit_noise(k: u64) -> f64 {
-        let mut z = k.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) as f64 / u64::MAX as f64
+        use crate::data::rng::{mix, GOLDEN_GAMMA};
+        mix(k.wrapping_add(GOLDEN_GAMMA)) as f64 / u64::MAX as f64
     }
 
     /// Decodes `path` and checks it is a real picture of the expected size, not a blank canvas.
