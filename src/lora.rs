@@ -325,6 +325,14 @@ pub fn mean_orthogonality_error_of<B: Backend>(
     total.map(|t| t.div_scalar(count as f64))
 }
 
+/// Mean ‖BᵀB − I‖_F over a model's adapters, computed outside the autodiff graph (what training
+/// steps report); `None` without adapters.
+pub fn adapter_orthogonality<B: burn::tensor::backend::AutodiffBackend, M: Module<B>>(
+    model: &M,
+) -> Option<Tensor<B::InnerBackend, 1>> {
+    mean_orthogonality_error_of(adapter_b_factors(model).into_iter().map(|(_, b)| b.inner()))
+}
+
 /// (trainable, total) parameter counts; trainable = parameters that require gradients (only
 /// meaningful on an autodiff backend).
 pub fn count_params<B: Backend, M: Module<B>>(module: &M) -> (usize, usize) {

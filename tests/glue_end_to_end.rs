@@ -6,9 +6,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use manifold_lora::backend::{self, Train};
-use manifold_lora::train::run::{
-    run, RunOptions, RunSummary, ADAPTER_DIR, METRICS_FILE, RESULTS_FILE,
-};
+use manifold_lora::tasks::glue::run;
+use manifold_lora::train::run::{RunOptions, RunSummary, ADAPTER_DIR, METRICS_FILE, RESULTS_FILE};
 use manifold_lora::train::{Method, RunConfig};
 use tokenizers::models::wordlevel::WordLevel;
 use tokenizers::pre_tokenizers::whitespace::Whitespace;

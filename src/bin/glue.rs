@@ -305,7 +305,7 @@ fn train(args: &TrainArgs) -> Result<()> {
         stop_after_epoch: args.stop_after_epoch,
         resume_from: args.resume_from,
     };
-    let summary = run::run::<Train>(config, options, &device)?;
+    let summary = manifold_lora::tasks::glue::run::<Train>(config, options, &device)?;
     if !summary.completed {
         return Ok(());
     }

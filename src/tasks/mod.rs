@@ -1,7 +1,6 @@
-//! What each experiment family brings to training: its data, evaluation and metrics.
-//!
-//! GLUE's pieces still live in `data/` and `train/`; SQuAD (paper Table 2) and E2E NLG (Table 3)
-//! start here.
+//! What each experiment family brings to the generic runner of [`crate::train`]: its data and
+//! batches, its model head and loss, its evaluation and metrics.
 
 pub mod e2e;
+pub mod glue;
 pub mod squad;

@@ -1,4 +1,4 @@
-//! Tokenised GLUE splits as Burn batches, and the epoch-aware data loader.
+//! The epoch-aware data loader every task's batches go through.
 //!
 //! Burn's own loader draws each epoch's order from an RNG whose state is not checkpointed, so a
 //! resumed run would see different batches than an uninterrupted one. [`EpochLoader`] instead
@@ -6,121 +6,16 @@
 //! start of every epoch the same way: resuming at epoch e replays exactly what an uninterrupted
 //! run does from there.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
-use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
+use burn::tensor::backend::Backend;
 
-use crate::data::glue::{GlueExample, Label};
 use crate::data::rng::SplitMix64;
-use crate::data::tokenize::{length_bucketed_batches, pad_batch, Encoded, TextEncoder};
-use crate::error::{Error, Result};
-use crate::models::EncoderInput;
-
-/// A split, tokenised once, with its labels.
-#[derive(Debug, Clone)]
-pub struct TokenizedSplit {
-    /// One entry per example.
-    pub encoded: Vec<Encoded>,
-    /// Gold labels (all present: unlabelled test splits are not tokenised for training).
-    pub labels: Vec<Label>,
-    /// Padding id of the tokenizer.
-    pub pad_id: u32,
-}
-
-impl TokenizedSplit {
-    /// Tokenises labelled examples; an unlabelled one is an error naming its index.
-    pub fn new(encoder: &TextEncoder, examples: &[GlueExample]) -> Result<Self> {
-        let labels = examples
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                e.label
-                    .ok_or_else(|| Error::Other(format!("example {i} has no label")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            encoded: encoder.encode_examples(examples)?,
-            labels,
-            pad_id: encoder.pad_id(),
-        })
-    }
-
-    /// Number of examples.
-    pub fn len(&self) -> usize {
-        self.encoded.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.encoded.is_empty()
-    }
-
-    /// The batch of examples `indices`, padded to its longest member, on `device`.
-    pub fn batch<B: Backend>(&self, indices: &[usize], device: &B::Device) -> GlueBatch<B> {
-        let items = indices
-            .iter()
-            .map(|&i| (&self.encoded[i], self.labels[i]))
-            .collect();
-        GlueBatcher {
-            pad_id: self.pad_id,
-        }
-        .batch(items, device)
-    }
-}
-
-/// Burn's `Batcher` for tokenised GLUE examples: dynamic padding to the longest example and the
-/// gold labels as class indices or regression scores.
-#[derive(Debug, Clone, Copy)]
-pub struct GlueBatcher {
-    /// Padding id of the tokenizer.
-    pub pad_id: u32,
-}
-
-impl<'a, B: Backend> Batcher<B, (&'a Encoded, Label), GlueBatch<B>> for GlueBatcher {
-    fn batch(&self, items: Vec<(&'a Encoded, Label)>, device: &B::Device) -> GlueBatch<B> {
-        let encoded: Vec<&Encoded> = items.iter().map(|(e, _)| *e).collect();
-        let input = pad_batch(&encoded, self.pad_id).to_input(device);
-        let n = items.len();
-        let targets = match items.first() {
-            Some((_, Label::Score(_))) => {
-                let scores: Vec<f32> = items
-                    .iter()
-                    .map(|(_, l)| l.score().unwrap_or(f32::NAN))
-                    .collect();
-                Targets::Scores(Tensor::from_data(TensorData::new(scores, [n]), device))
-            }
-            _ => {
-                let classes: Vec<i64> = items
-                    .iter()
-                    .map(|(_, l)| l.class().map_or(-1, |c| c as i64))
-                    .collect();
-                Targets::Classes(Tensor::from_data(TensorData::new(classes, [n]), device))
-            }
-        };
-        GlueBatch { input, targets }
-    }
-}
-
-/// Gold targets of a batch.
-#[derive(Debug, Clone)]
-pub enum Targets<B: Backend> {
-    /// Class indices [batch].
-    Classes(Tensor<B, 1, Int>),
-    /// Regression scores [batch].
-    Scores(Tensor<B, 1>),
-}
-
-/// A batch for a sequence classifier.
-#[derive(Debug, Clone)]
-pub struct GlueBatch<B: Backend> {
-    /// Token ids, mask and segments.
-    pub input: EncoderInput<B>,
-    /// Gold labels.
-    pub targets: Targets<B>,
-}
+use crate::data::tokenize::length_bucketed_batches;
+use crate::train::task::Batches;
 
 /// How an [`EpochLoader`] orders examples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,9 +28,11 @@ pub enum Order {
     Bucketed { seed: u64 },
 }
 
-/// Batches of a [`TokenizedSplit`], in an order that depends only on (seed, epoch).
-pub struct EpochLoader<B: Backend> {
-    data: Arc<TokenizedSplit>,
+/// Batches of a task's split, in an order that depends only on (seed, epoch).
+pub struct EpochLoader<B: Backend, S: Batches> {
+    data: Arc<S>,
+    /// The examples of `data` this loader serves (all, or one device's slice).
+    range: Range<usize>,
     batch_size: usize,
     order: Order,
     /// Epoch of the next `iter()` call (Burn numbers epochs from 1).
@@ -145,16 +42,17 @@ pub struct EpochLoader<B: Backend> {
     device: B::Device,
 }
 
-impl<B: Backend> EpochLoader<B> {
+impl<B: Backend, S: Batches> EpochLoader<B, S> {
     /// A loader whose first `iter()` is epoch `first_epoch` (1, or k + 1 when resuming after k).
     pub fn new(
-        data: Arc<TokenizedSplit>,
+        data: Arc<S>,
         batch_size: usize,
         order: Order,
         first_epoch: usize,
         device: B::Device,
     ) -> Self {
         Self {
+            range: 0..data.len(),
             data,
             batch_size: batch_size.max(1),
             reseed: !matches!(order, Order::Sequential),
@@ -164,9 +62,28 @@ impl<B: Backend> EpochLoader<B> {
         }
     }
 
-    /// The batches of `epoch`, as lists of example indices.
+    /// Examples served per epoch.
+    pub fn len(&self) -> usize {
+        self.range.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.range.is_empty()
+    }
+
+    /// The batches of `epoch`, as lists of example indices into the whole split.
     pub fn epoch_batches(&self, epoch: usize) -> Vec<Vec<usize>> {
-        let n = self.data.len();
+        let offset = self.range.start;
+        self.local_batches(epoch)
+            .into_iter()
+            .map(|b| b.into_iter().map(|i| i + offset).collect())
+            .collect()
+    }
+
+    /// The batches of `epoch`, as indices into this loader's range.
+    fn local_batches(&self, epoch: usize) -> Vec<Vec<usize>> {
+        let n = self.range.len();
         let mix = |seed: u64| seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         match self.order {
             Order::Sequential => (0..n)
@@ -183,7 +100,7 @@ impl<B: Backend> EpochLoader<B> {
                     .collect()
             }
             Order::Bucketed { seed } => {
-                let lengths: Vec<usize> = self.data.encoded.iter().map(Encoded::len).collect();
+                let lengths: Vec<usize> = self.range.clone().map(|i| self.data.length(i)).collect();
                 length_bucketed_batches(&lengths, self.batch_size, 50, mix(seed))
                     .expect("batch size checked at construction")
             }
@@ -200,32 +117,32 @@ impl<B: Backend> EpochLoader<B> {
     }
 }
 
-struct EpochIter<'a, B: Backend> {
-    loader: &'a EpochLoader<B>,
+struct EpochIter<'a, B: Backend, S: Batches> {
+    loader: &'a EpochLoader<B, S>,
     batches: Vec<Vec<usize>>,
     next: usize,
     items_done: usize,
 }
 
-impl<B: Backend> Iterator for EpochIter<'_, B> {
-    type Item = GlueBatch<B>;
+impl<B: Backend, S: Batches> Iterator for EpochIter<'_, B, S> {
+    type Item = S::Batch<B>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let indices = self.batches.get(self.next)?;
         self.next += 1;
         self.items_done += indices.len();
-        Some(self.loader.data.batch(indices, &self.loader.device))
+        Some(self.loader.data.batch::<B>(indices, &self.loader.device))
     }
 }
 
-impl<B: Backend> DataLoaderIterator<GlueBatch<B>> for EpochIter<'_, B> {
+impl<B: Backend, S: Batches> DataLoaderIterator<S::Batch<B>> for EpochIter<'_, B, S> {
     fn progress(&self) -> Progress {
-        Progress::new(self.items_done, self.loader.data.len())
+        Progress::new(self.items_done, self.loader.len())
     }
 }
 
-impl<B: Backend> DataLoader<B, GlueBatch<B>> for EpochLoader<B> {
-    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<GlueBatch<B>> + 'a> {
+impl<B: Backend, S: Batches> DataLoader<B, S::Batch<B>> for EpochLoader<B, S> {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<S::Batch<B>> + 'a> {
         let epoch = self.next_epoch.fetch_add(1, Ordering::SeqCst);
         if self.reseed {
             if let Some(seed) = self.seed_for(epoch) {
@@ -241,12 +158,13 @@ impl<B: Backend> DataLoader<B, GlueBatch<B>> for EpochLoader<B> {
     }
 
     fn num_items(&self) -> usize {
-        self.data.len()
+        self.len()
     }
 
-    fn to_device(&self, device: &B::Device) -> Arc<dyn DataLoader<B, GlueBatch<B>>> {
+    fn to_device(&self, device: &B::Device) -> Arc<dyn DataLoader<B, S::Batch<B>>> {
         Arc::new(Self {
             data: self.data.clone(),
+            range: self.range.clone(),
             batch_size: self.batch_size,
             order: self.order,
             next_epoch: self.next_epoch.clone(),
@@ -255,137 +173,17 @@ impl<B: Backend> DataLoader<B, GlueBatch<B>> for EpochLoader<B> {
         })
     }
 
-    fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<B, GlueBatch<B>>> {
-        let end = end.min(self.data.len());
-        let start = start.min(end);
-        let data = TokenizedSplit {
-            encoded: self.data.encoded[start..end].to_vec(),
-            labels: self.data.labels[start..end].to_vec(),
-            pad_id: self.data.pad_id,
-        };
+    fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<B, S::Batch<B>>> {
+        let end = (self.range.start + end).min(self.range.end);
+        let start = (self.range.start + start).min(end);
         Arc::new(Self {
-            data: Arc::new(data),
+            data: self.data.clone(),
+            range: start..end,
             batch_size: self.batch_size,
             order: self.order,
             next_epoch: self.next_epoch.clone(),
             reseed: self.reseed,
             device: self.device.clone(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::backend::Inner;
-
-    fn split(n: usize) -> Arc<TokenizedSplit> {
-        Arc::new(TokenizedSplit {
-            encoded: (0..n)
-                .map(|i| Encoded {
-                    // The first token names the example, so orders can be read back.
-                    ids: vec![100 + i as u32; i % 5 + 2],
-                    type_ids: vec![0; i % 5 + 2],
-                })
-                .collect(),
-            labels: (0..n).map(|i| Label::Class(i % 2)).collect(),
-            pad_id: 0,
-        })
-    }
-
-    fn order_of(loader: &EpochLoader<Inner>) -> Vec<i64> {
-        let mut seen = Vec::new();
-        let mut it = loader.iter();
-        for batch in it.by_ref() {
-            let [rows, len] = batch.input.input_ids.dims();
-            let ids = batch
-                .input
-                .input_ids
-                .into_data()
-                .convert::<i64>()
-                .to_vec::<i64>()
-                .unwrap();
-            seen.extend((0..rows).map(|r| ids[r * len] - 100));
-        }
-        assert_eq!(it.progress().items_processed, loader.num_items());
-        seen
-    }
-
-    #[test]
-    fn every_example_once_per_epoch_in_a_seeded_order() {
-        let data = split(23);
-        let loader = EpochLoader::<Inner>::new(
-            data.clone(),
-            4,
-            Order::Shuffled { seed: 7 },
-            1,
-            Default::default(),
-        );
-        let e1 = loader.epoch_batches(1);
-        let mut all: Vec<usize> = e1.iter().flatten().copied().collect();
-        all.sort();
-        assert_eq!(all, (0..23).collect::<Vec<_>>());
-        assert_ne!(
-            loader.epoch_batches(1),
-            loader.epoch_batches(2),
-            "epochs differ"
-        );
-        let other =
-            EpochLoader::<Inner>::new(data, 4, Order::Shuffled { seed: 8 }, 1, Default::default());
-        assert_ne!(
-            loader.epoch_batches(1),
-            other.epoch_batches(1),
-            "seeds differ"
-        );
-    }
-
-    #[test]
-    fn a_loader_resumed_at_epoch_three_replays_epoch_three() {
-        let data = split(19);
-        let straight = EpochLoader::<Inner>::new(
-            data.clone(),
-            3,
-            Order::Bucketed { seed: 1 },
-            1,
-            Default::default(),
-        );
-        let _ = order_of(&straight);
-        let _ = order_of(&straight);
-        let third = order_of(&straight);
-        let resumed =
-            EpochLoader::<Inner>::new(data, 3, Order::Bucketed { seed: 1 }, 3, Default::default());
-        assert_eq!(order_of(&resumed), third);
-        let mut sorted = third.clone();
-        sorted.sort();
-        assert_eq!(sorted, (0..19).collect::<Vec<i64>>());
-        assert_ne!(third, sorted, "shuffled, not sequential");
-    }
-
-    #[test]
-    fn batches_are_padded_to_their_longest_member_with_targets() {
-        let data = split(6);
-        let batch: GlueBatch<Inner> = data.batch(&[0, 3], &Default::default());
-        assert_eq!(batch.input.input_ids.dims(), [2, 5]);
-        let mask = batch
-            .input
-            .attention_mask
-            .into_data()
-            .convert::<i64>()
-            .to_vec::<i64>()
-            .unwrap();
-        assert_eq!(mask, vec![1, 1, 0, 0, 0, 1, 1, 1, 1, 1]);
-        match batch.targets {
-            Targets::Classes(t) => assert_eq!(
-                t.into_data().convert::<i64>().to_vec::<i64>().unwrap(),
-                vec![0, 1]
-            ),
-            Targets::Scores(_) => panic!("classification labels expected"),
-        }
-        let sequential =
-            EpochLoader::<Inner>::new(data, 4, Order::Sequential, 1, Default::default());
-        assert_eq!(
-            sequential.epoch_batches(5),
-            vec![vec![0, 1, 2, 3], vec![4, 5]]
-        );
     }
 }

@@ -1,18 +1,19 @@
-//! What burn-train shows and records during a run: the loss, the task's own GLUE metric over the
+//! What burn-train shows and records during a run: the loss, the task's own metrics over the
 //! whole dev set, the learning rate and ‖BᵀB − I‖_F; `metrics.jsonl` written as it goes; and a
 //! plain line renderer for runs without a terminal (CI, logs).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use burn::train::logger::MetricLogger;
 use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
 use burn::train::metric::{
-    Adaptor, Metric, MetricAttributes, MetricDefinition, MetricId, MetricMetadata, MetricName,
-    Numeric, NumericAttributes, NumericEntry, SerializedEntry,
+    Metric, MetricAttributes, MetricDefinition, MetricId, MetricMetadata, MetricName, Numeric,
+    NumericAttributes, NumericEntry, SerializedEntry,
 };
 use burn::train::renderer::{
     EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation,
@@ -21,28 +22,8 @@ use burn::train::renderer::{
 use burn::train::Interrupter;
 use serde_json::{json, Map, Value};
 
-use crate::data::glue::{GlueTask, Label};
 use crate::error::{Error, Result};
-use crate::metrics::{compute, Metric as GlueMetric};
-
-/// One batch's outcome, on the host.
-#[derive(Debug, Clone)]
-pub struct BatchOutcome {
-    /// Mean loss of the batch.
-    pub loss: f64,
-    /// Predicted class or score per example.
-    pub predictions: Vec<Label>,
-    /// Gold label per example.
-    pub targets: Vec<Label>,
-    /// Mean ‖BᵀB − I‖_F over the adapters when the batch was computed (training only).
-    pub orthogonality: Option<f64>,
-}
-
-impl Adaptor<BatchOutcome> for BatchOutcome {
-    fn adapt(&self) -> BatchOutcome {
-        self.clone()
-    }
-}
+use crate::train::task::{Outcome, Task};
 
 fn entry(value: f64, digits: usize) -> SerializedEntry {
     SerializedEntry::new(
@@ -52,15 +33,27 @@ fn entry(value: f64, digits: usize) -> SerializedEntry {
 }
 
 /// Mean loss, weighted by batch size.
-#[derive(Debug, Clone, Default)]
-pub struct LossMetric {
+#[derive(Debug, Clone)]
+pub struct LossMetric<P> {
     sum: f64,
     count: usize,
     last: f64,
+    _payload: PhantomData<fn(P)>,
 }
 
-impl Metric for LossMetric {
-    type Input = BatchOutcome;
+impl<P> Default for LossMetric<P> {
+    fn default() -> Self {
+        Self {
+            sum: 0.0,
+            count: 0,
+            last: 0.0,
+            _payload: PhantomData,
+        }
+    }
+}
+
+impl<P: Clone + Send + Sync + 'static> Metric for LossMetric<P> {
+    type Input = Outcome<P>;
 
     fn name(&self) -> MetricName {
         Arc::new("loss".into())
@@ -74,8 +67,8 @@ impl Metric for LossMetric {
         .into()
     }
 
-    fn update(&mut self, item: &BatchOutcome, _: &MetricMetadata) -> SerializedEntry {
-        let n = item.targets.len().max(1);
+    fn update(&mut self, item: &Outcome<P>, _: &MetricMetadata) -> SerializedEntry {
+        let n = item.count.max(1);
         self.sum += item.loss * n as f64;
         self.count += n;
         self.last = item.loss;
@@ -94,7 +87,7 @@ impl Metric for LossMetric {
     }
 }
 
-impl Numeric for LossMetric {
+impl<P: Clone + Send + Sync + 'static> Numeric for LossMetric<P> {
     fn value(&self) -> NumericEntry {
         NumericEntry::Value(self.last)
     }
@@ -111,15 +104,27 @@ impl Numeric for LossMetric {
 pub const ORTHOGONALITY: &str = "BtB-I";
 
 /// ‖BᵀB − I‖_F averaged over adapters, per step.
-#[derive(Debug, Clone, Default)]
-pub struct OrthogonalityMetric {
+#[derive(Debug, Clone)]
+pub struct OrthogonalityMetric<P> {
     sum: f64,
     count: usize,
     last: f64,
+    _payload: PhantomData<fn(P)>,
 }
 
-impl Metric for OrthogonalityMetric {
-    type Input = BatchOutcome;
+impl<P> Default for OrthogonalityMetric<P> {
+    fn default() -> Self {
+        Self {
+            sum: 0.0,
+            count: 0,
+            last: 0.0,
+            _payload: PhantomData,
+        }
+    }
+}
+
+impl<P: Clone + Send + Sync + 'static> Metric for OrthogonalityMetric<P> {
+    type Input = Outcome<P>;
 
     fn name(&self) -> MetricName {
         Arc::new(ORTHOGONALITY.into())
@@ -133,7 +138,7 @@ impl Metric for OrthogonalityMetric {
         .into()
     }
 
-    fn update(&mut self, item: &BatchOutcome, _: &MetricMetadata) -> SerializedEntry {
+    fn update(&mut self, item: &Outcome<P>, _: &MetricMetadata) -> SerializedEntry {
         let value = item.orthogonality.unwrap_or(f64::NAN);
         self.sum += value;
         self.count += 1;
@@ -146,7 +151,7 @@ impl Metric for OrthogonalityMetric {
     }
 }
 
-impl Numeric for OrthogonalityMetric {
+impl<P: Clone + Send + Sync + 'static> Numeric for OrthogonalityMetric<P> {
     fn value(&self) -> NumericEntry {
         NumericEntry::Value(self.last)
     }
@@ -156,62 +161,65 @@ impl Numeric for OrthogonalityMetric {
     }
 }
 
-/// A GLUE metric (accuracy, F1, Matthews, Pearson, Spearman) over everything seen this epoch.
+/// One of a task's dev metrics over everything seen this epoch.
 ///
-/// Correlation metrics are not means of per-batch values, so every update reports the metric of
-/// all predictions so far; the last update of an epoch is the epoch's value, and [`RunLogger`]
-/// aggregates such metrics by taking that last value.
-#[derive(Debug, Clone)]
-pub struct TaskMetric {
-    task: GlueTask,
-    metric: GlueMetric,
-    predictions: Vec<Label>,
-    targets: Vec<Label>,
+/// Metrics such as correlations or SQuAD's F1 are not means of per-batch values, so every update
+/// reports the metric of all outcomes so far; the last update of an epoch is the epoch's value,
+/// and [`RunLogger`] aggregates such metrics by taking that last value.
+pub struct TaskMetric<T: Task> {
+    task: Arc<T>,
+    metric: String,
+    seen: Vec<T::Payload>,
     current: f64,
 }
 
-impl TaskMetric {
+impl<T: Task> Clone for TaskMetric<T> {
+    fn clone(&self) -> Self {
+        Self {
+            task: self.task.clone(),
+            metric: self.metric.clone(),
+            seen: self.seen.clone(),
+            current: self.current,
+        }
+    }
+}
+
+impl<T: Task> TaskMetric<T> {
     /// Tracks `metric` of `task`.
-    pub fn new(task: GlueTask, metric: GlueMetric) -> Self {
+    pub fn new(task: Arc<T>, metric: String) -> Self {
         Self {
             task,
             metric,
-            predictions: Vec::new(),
-            targets: Vec::new(),
+            seen: Vec::new(),
             current: f64::NAN,
         }
     }
 }
 
-impl Metric for TaskMetric {
-    type Input = BatchOutcome;
+impl<T: Task> Metric for TaskMetric<T> {
+    type Input = Outcome<T::Payload>;
 
     fn name(&self) -> MetricName {
-        Arc::new(self.metric.name().into())
+        Arc::new(self.metric.clone())
     }
 
     fn attributes(&self) -> MetricAttributes {
         NumericAttributes::default().into()
     }
 
-    fn update(&mut self, item: &BatchOutcome, _: &MetricMetadata) -> SerializedEntry {
-        self.predictions.extend_from_slice(&item.predictions);
-        self.targets.extend_from_slice(&item.targets);
-        self.current = compute(self.task, &self.predictions, &self.targets)
-            .ok()
-            .and_then(|scores| scores.get(self.metric))
-            .unwrap_or(f64::NAN);
+    fn update(&mut self, item: &Outcome<T::Payload>, _: &MetricMetadata) -> SerializedEntry {
+        self.seen.push(item.payload.clone());
+        self.current = self.task.live_metric(&self.metric, &self.seen);
         entry(self.current, 4)
     }
 
     fn clear(&mut self) {
-        self.predictions.clear();
-        self.targets.clear();
+        self.seen.clear();
         self.current = f64::NAN;
     }
 }
 
-impl Numeric for TaskMetric {
+impl<T: Task> Numeric for TaskMetric<T> {
     fn value(&self) -> NumericEntry {
         NumericEntry::Value(self.current)
     }
@@ -583,15 +591,25 @@ impl MetricsRenderer for LineRenderer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::glue::{GlueTask, Label};
+    use crate::metrics::Metric as GlueMetric;
+    use crate::tasks::glue::{Glue, GluePayload};
     use burn::data::dataloader::Progress;
 
-    fn outcome(preds: &[usize], gold: &[usize], loss: f64) -> BatchOutcome {
-        BatchOutcome {
+    fn outcome(preds: &[usize], gold: &[usize], loss: f64) -> Outcome<GluePayload> {
+        Outcome {
             loss,
-            predictions: preds.iter().map(|&p| Label::Class(p)).collect(),
-            targets: gold.iter().map(|&g| Label::Class(g)).collect(),
+            count: gold.len(),
             orthogonality: Some(0.5),
+            payload: GluePayload {
+                predictions: preds.iter().map(|&p| Label::Class(p)).collect(),
+                targets: gold.iter().map(|&g| Label::Class(g)).collect(),
+            },
         }
+    }
+
+    fn task_metric(task: GlueTask, metric: GlueMetric) -> TaskMetric<Glue> {
+        TaskMetric::new(Arc::new(Glue::new(task)), metric.name().into())
     }
 
     fn metadata() -> MetricMetadata {
@@ -606,7 +624,7 @@ mod tests {
     #[test]
     fn task_metric_is_computed_over_the_whole_epoch() {
         // The shared golden: labels [1,0,1,1,0,1,0,0,1,1], preds [1,0,0,1,0,1,1,0,1,0] → MCC 0.408…
-        let mut mcc = TaskMetric::new(GlueTask::Cola, GlueMetric::Matthews);
+        let mut mcc = task_metric(GlueTask::Cola, GlueMetric::Matthews);
         mcc.update(
             &outcome(&[1, 0, 0, 1, 0], &[1, 0, 1, 1, 0], 0.1),
             &metadata(),
@@ -622,7 +640,7 @@ mod tests {
 
     #[test]
     fn loss_is_weighted_by_batch_size() {
-        let mut loss = LossMetric::default();
+        let mut loss = LossMetric::<GluePayload>::default();
         loss.update(&outcome(&[0, 0, 0], &[0, 0, 0], 1.0), &metadata());
         loss.update(&outcome(&[0], &[0], 5.0), &metadata());
         assert!((loss.running_value().current() - 2.0).abs() < 1e-12);
@@ -642,8 +660,8 @@ mod tests {
         .unwrap();
         let acc_id = MetricId::new(Arc::new("a".into()));
         let loss_id = MetricId::new(Arc::new("l".into()));
-        let mut acc_metric = TaskMetric::new(GlueTask::Rte, GlueMetric::Accuracy);
-        let mut loss_metric = LossMetric::default();
+        let mut acc_metric = task_metric(GlueTask::Rte, GlueMetric::Accuracy);
+        let mut loss_metric = LossMetric::<GluePayload>::default();
         logger.log_metric_definition(MetricDefinition::new(acc_id.clone(), &acc_metric));
         logger.log_metric_definition(MetricDefinition::new(loss_id.clone(), &loss_metric));
         for (preds, gold, loss) in [(vec![1, 1], vec![1, 0], 2.0), (vec![0, 0], vec![0, 0], 4.0)] {

@@ -1,4 +1,6 @@
-//! GLUE fine-tuning with burn-train's Learner and ManifoldAdamW.
+//! The one training runner every task uses: burn-train's Learner with ManifoldAdamW, the warm-up
+//! schedule, checkpoints and exact resume, metrics files and figures. A task (GLUE, SQuAD, E2E in
+//! [`crate::tasks`]) brings only what [`task::Task`] asks for.
 
 pub mod batch;
 pub mod checkpoint;
@@ -8,6 +10,6 @@ pub mod metrics;
 pub mod run;
 pub mod run_dir;
 pub mod schedule;
-pub mod step;
+pub mod task;
 
 pub use config::{Method, RunConfig};

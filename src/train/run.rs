@@ -1,5 +1,6 @@
-//! One GLUE fine-tuning run from a resolved [`RunConfig`]: data, model, burn-train Learner with
-//! ManifoldAdamW, checkpoints and resume, best-epoch selection, PEFT export, results and figures.
+//! One fine-tuning run of any [`Task`] from a resolved [`RunConfig`]: the task's data and model,
+//! the method's adapters, burn-train Learner with ManifoldAdamW, checkpoints and resume,
+//! best-epoch selection, PEFT export, results and figures.
 //!
 //! A run directory holds `config.toml` (as resolved), `metrics.jsonl`, `results.json`,
 //! `checkpoint/` (the last two epochs, for resume, the best one, and the starting config),
@@ -10,27 +11,25 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use burn::module::AutodiffModule;
 use burn::module::Module;
 use burn::optim::lr_scheduler::LrScheduler;
 use burn::optim::Optimizer;
 use burn::record::Recorder;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ElementConversion;
+use burn::train::metric::ItemLazy;
 use burn::train::metric::LearningRateMetric;
-use burn::train::{Learner, SupervisedTraining};
+use burn::train::{InferenceStep, Learner, SupervisedTraining, TrainStep};
 use serde_json::{json, Value};
 
-use crate::data::glue::{GlueSplit, GlueTask, Label, MalformedRows, Split};
-use crate::data::rng::SplitMix64;
-use crate::data::tokenize::{EncoderOptions, TextEncoder};
 use crate::error::{Error, Result};
 use crate::lora::{adapter_b_factors, count_params};
 use crate::manifold::{distance, Manifold};
-use crate::metrics::{compute, TaskScores};
 use crate::models::source::ModelSource;
 use crate::models::InjectLora;
 use crate::paper::PaperRow;
-use crate::train::batch::{EpochLoader, Order, TokenizedSplit};
+use crate::train::batch::{EpochLoader, Order};
 use crate::train::checkpoint::{
     self, best_epoch, saved_epochs, AtomicRecorder, KeepLastAndBest, CHECKPOINT_DIR,
 };
@@ -39,7 +38,7 @@ use crate::train::figures;
 use crate::train::metrics::{History, LossMetric, OrthogonalityMetric, RunLogger, TaskMetric};
 use crate::train::run_dir::{NewRunDir, RunLock};
 use crate::train::schedule::WarmupLinear;
-use crate::train::step::{evaluate, GlueModel};
+use crate::train::task::{Batches, Outcome, Scores, Task, TaskData, TaskModel};
 
 /// File names inside a run directory.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -50,9 +49,11 @@ pub const RESULTS_FILE: &str = "results.json";
 /// PEFT adapter directory.
 pub const ADAPTER_DIR: &str = "adapter";
 
-type ModelRecord<B> = <GlueModel<B> as Module<B>>::Record;
-type OptimRecord<B> =
-    <crate::optim::ManifoldAdamW<GlueModel<B>, B> as Optimizer<GlueModel<B>, B>>::Record;
+type ModelRecord<T, B> = <<T as Task>::Model<B> as Module<B>>::Record;
+type OptimRecord<T, B> = <crate::optim::ManifoldAdamW<<T as Task>::Model<B>, B> as Optimizer<
+    <T as Task>::Model<B>,
+    B,
+>>::Record;
 type SchedulerRecord<B> = <WarmupLinear as LrScheduler>::Record<B>;
 
 /// How to run.
@@ -77,72 +78,9 @@ pub struct RunSummary {
     /// Epoch with the best primary dev metric (1-based).
     pub best_epoch: usize,
     /// Dev scores of the best epoch, per dev split.
-    pub dev_scores: Vec<(Split, TaskScores)>,
+    pub dev_scores: Vec<(String, Scores)>,
     /// The results.json content.
     pub results: Value,
-}
-
-/// Loads data, tokenises, subsamples.
-struct Data {
-    train: Arc<TokenizedSplit>,
-    dev: Vec<(Split, Arc<TokenizedSplit>)>,
-    train_examples: usize,
-    skipped_rows: usize,
-}
-
-fn load_data(config: &RunConfig, task: GlueTask, encoder: &TextEncoder) -> Result<Data> {
-    let policy = if config.skip_malformed_rows {
-        MalformedRows::Skip
-    } else {
-        MalformedRows::Error
-    };
-    let train_split = GlueSplit::load(&config.data_dir, task, Split::Train, policy)?;
-    let mut skipped_rows = train_split.skipped.len();
-    let mut examples = train_split.examples;
-    if let Some(limit) = config.train_limit {
-        // A seeded shuffle first, so a subsample is representative, not the file's first rows.
-        SplitMix64(config.seed ^ 0x5EED).shuffle(&mut examples);
-        examples.truncate(limit);
-    }
-    if examples.is_empty() {
-        return Err(Error::Other(format!(
-            "no training examples in {}{}",
-            task.split_path(&config.data_dir, Split::Train)?.display(),
-            if config.train_limit == Some(0) {
-                " (train_limit is 0)"
-            } else {
-                ""
-            }
-        )));
-    }
-    let train = Arc::new(TokenizedSplit::new(encoder, &examples)?);
-    let mut dev = Vec::new();
-    for &split in task.dev_splits() {
-        let loaded = GlueSplit::load(&config.data_dir, task, split, policy)?;
-        skipped_rows += loaded.skipped.len();
-        let mut examples = loaded.examples;
-        if let Some(limit) = config.dev_limit {
-            examples.truncate(limit);
-        }
-        if examples.is_empty() {
-            return Err(Error::Other(format!(
-                "no dev examples in {}{}",
-                task.split_path(&config.data_dir, split)?.display(),
-                if config.dev_limit == Some(0) {
-                    " (dev_limit is 0)"
-                } else {
-                    ""
-                }
-            )));
-        }
-        dev.push((split, Arc::new(TokenizedSplit::new(encoder, &examples)?)));
-    }
-    Ok(Data {
-        train_examples: train.len(),
-        train,
-        dev,
-        skipped_rows,
-    })
 }
 
 /// Restores the epoch summaries of `metrics.jsonl` up to `last_epoch` into `history`, and drops
@@ -195,16 +133,30 @@ fn restore_metrics(path: &Path, last_epoch: usize, history: &mut History) -> Res
     Ok(last_step)
 }
 
-/// Trains (or resumes, when `resume` is set and the run directory has a checkpoint) and reports.
-pub fn run<B: AutodiffBackend>(
+/// Trains `task` (or resumes it, when `resume` is set and the run directory has a checkpoint)
+/// and reports.
+pub fn run<B, T>(
+    task: T,
     config: RunConfig,
     options: RunOptions,
     device: &B::Device,
-) -> Result<RunSummary> {
+) -> Result<RunSummary>
+where
+    B: AutodiffBackend,
+    T: Task,
+    T::Model<B>: TrainStep<
+            Input = <T::Split as Batches>::Batch<B>,
+            Output: ItemLazy<ItemSync = Outcome<T::Payload>>,
+        > + AutodiffModule<B, InnerModule = T::Model<B::InnerBackend>>,
+    T::Model<B::InnerBackend>: InferenceStep<
+        Input = <T::Split as Batches>::Batch<B::InnerBackend>,
+        Output: ItemLazy<ItemSync = Outcome<T::Payload>>,
+    >,
+{
     let start = Instant::now();
     let resume = options.resume;
     let config = config.resolve()?;
-    let task = config.glue_task()?;
+    let task = Arc::new(task);
     let run_dir = config.output_dir.join(config.run_name());
     let mut new_dir = NewRunDir::create(&run_dir)?;
     let _lock = RunLock::acquire(&run_dir)?;
@@ -212,8 +164,8 @@ pub fn run<B: AutodiffBackend>(
     let resume_epoch = if resume {
         Some(checkpoint::resume_epoch::<
             B,
-            ModelRecord<B>,
-            OptimRecord<B>,
+            ModelRecord<T, B>,
+            OptimRecord<T, B>,
             SchedulerRecord<B>,
         >(&run_dir, options.resume_from, device)?)
     } else {
@@ -230,19 +182,26 @@ pub fn run<B: AutodiffBackend>(
     }
 
     let files = ModelSource::parse(&config.model)?.resolve(Path::new("models"))?;
-    let encoder = TextEncoder::from_file(
-        &files.tokenizer,
-        EncoderOptions {
-            max_len: config.max_len,
-            pad_id: None,
-        },
-    )?;
     // The model (and its max_len check) before the data: tokenising a large task takes minutes,
     // and the data uses its own seeded generator, not the backend's.
     B::seed(device, config.seed);
-    let (model, report) = GlueModel::<B>::from_pretrained(&files.dir, task.num_labels(), device)?;
+    let (model, report) = task.model::<B>(&files.dir, device)?;
     model.check_max_len(config.max_len)?;
-    let data = load_data(&config, task, &encoder)?;
+    let TaskData {
+        train,
+        dev,
+        skipped_rows,
+        report: data_report,
+    } = task.data(&config, &files.tokenizer)?;
+    let train = Arc::new(train);
+    let dev: Vec<(String, Arc<T::Split>)> =
+        dev.into_iter().map(|(s, d)| (s, Arc::new(d))).collect();
+    if dev.is_empty() {
+        return Err(Error::Other(format!(
+            "task {} has no dev split",
+            task.name()
+        )));
+    }
     if resume_epoch.is_none() {
         // Written once the start succeeded, with a copy that resume compares against.
         for path in [
@@ -258,12 +217,11 @@ pub fn run<B: AutodiffBackend>(
     new_dir.keep();
     println!(
         "task {} | method {} | model {} | train {} examples | dev {} | backend {}",
-        task,
+        task.name(),
         config.method,
         files.dir.display(),
-        data.train_examples,
-        data.dev
-            .iter()
+        train.len(),
+        dev.iter()
             .map(|(s, d)| format!("{s} {}", d.len()))
             .collect::<Vec<_>>()
             .join(", "),
@@ -286,13 +244,13 @@ pub fn run<B: AutodiffBackend>(
     println!("trainable parameters {trainable} of {total}");
 
     let micro = config.micro_batch_size();
-    let iterations_per_epoch = data.train.len().div_ceil(micro);
+    let iterations_per_epoch = train.len().div_ceil(micro);
     let scheduler = WarmupLinear::new(
         config.lr,
         config.warmup_ratio,
         config.epochs * iterations_per_epoch,
     );
-    let optimizer = config.optimizer.init::<B, GlueModel<B>>()?;
+    let optimizer = config.optimizer.init::<B, T::Model<B>>()?;
 
     let first_epoch = resume_epoch.map_or(1, |e| e + 1);
     let order = if config.length_bucketing {
@@ -300,15 +258,10 @@ pub fn run<B: AutodiffBackend>(
     } else {
         Order::Shuffled { seed: config.seed }
     };
-    let train_loader = EpochLoader::<B>::new(
-        data.train.clone(),
-        micro,
-        order,
-        first_epoch,
-        device.clone(),
-    );
-    let (_, first_dev) = &data.dev[0];
-    let valid_loader = EpochLoader::<B::InnerBackend>::new(
+    let train_loader =
+        EpochLoader::<B, T::Split>::new(train.clone(), micro, order, first_epoch, device.clone());
+    let (_, first_dev) = &dev[0];
+    let valid_loader = EpochLoader::<B::InnerBackend, T::Split>::new(
         first_dev.clone(),
         config.eval_batch_size,
         Order::Sequential,
@@ -326,11 +279,7 @@ pub fn run<B: AutodiffBackend>(
         }
     };
     let history = Arc::new(Mutex::new(history));
-    let task_metrics: Vec<String> = task
-        .metrics()
-        .iter()
-        .map(|m| m.name().to_string())
-        .collect();
+    let task_metrics = task.metrics();
     let mut logger = RunLogger::new(
         &metrics_path,
         task_metrics.clone(),
@@ -350,21 +299,21 @@ pub fn run<B: AutodiffBackend>(
     logger = logger.stop_on_non_finite_loss(interrupter.clone(), non_finite.clone());
     let recorder = AtomicRecorder::default();
     let mut training = training
-        .metric_train_numeric(LossMetric::default())
-        .metric_valid_numeric(LossMetric::default())
+        .metric_train_numeric(LossMetric::<T::Payload>::default())
+        .metric_valid_numeric(LossMetric::<T::Payload>::default())
         .metric_train_numeric(LearningRateMetric::new())
-        .metric_train_numeric(OrthogonalityMetric::default())
+        .metric_train_numeric(OrthogonalityMetric::<T::Payload>::default())
         .with_metric_logger(logger)
         .with_file_checkpointer(recorder.clone())
         .with_checkpointing_strategy(KeepLastAndBest {
             saved: saved.clone(),
             history: history.clone(),
-            metric: task.primary_metric().name().to_string(),
+            metric: task.primary_metric(),
         })
         .num_epochs(config.epochs)
         .summary();
-    for &metric in task.metrics() {
-        training = training.metric_valid_numeric(TaskMetric::new(task, metric));
+    for metric in task_metrics {
+        training = training.metric_valid_numeric(TaskMetric::new(task.clone(), metric));
     }
     if config.grad_accumulation > 1 {
         training = training.grads_accumulation(config.grad_accumulation);
@@ -407,7 +356,7 @@ pub fn run<B: AutodiffBackend>(
     }
 
     // The logger runs on burn-train's event thread: wait for the last epoch's summary.
-    let primary = task.primary_metric().name().to_string();
+    let primary = task.primary_metric();
     let deadline = Instant::now() + Duration::from_secs(30);
     while history.lock().map(|h| h.valid.len()).unwrap_or(0) < config.epochs
         && Instant::now() < deadline
@@ -426,35 +375,39 @@ pub fn run<B: AutodiffBackend>(
     let best_model = result.model.load_record(record);
 
     let mut dev_scores = Vec::new();
-    let mut best_predictions = Vec::new();
-    for (i, (split, data)) in data.dev.iter().enumerate() {
-        let (predictions, targets) = predict(&best_model, data, config.eval_batch_size, device);
-        dev_scores.push((*split, compute(task, &predictions, &targets)?));
-        if i == 0 {
-            best_predictions = predictions;
-        }
+    let mut best_predictions = None;
+    for (split, data) in &dev {
+        let (scores, predictions) =
+            task.evaluate(&best_model, data, config.eval_batch_size, device)?;
+        task.write_predictions(&run_dir, split, data, &predictions)?;
+        dev_scores.push((split.clone(), scores));
+        best_predictions.get_or_insert(predictions);
     }
 
     // Export the adapter and head in PEFT format, then prove it round-trips. A fully fine-tuned
     // model has no adapter: its weights are the best checkpoint.
     let reload_matches = if config.method.uses_adapters() {
         let adapter_dir = run_dir.join(ADAPTER_DIR);
-        let sidecar = json!({
-            "method": config.method.name(),
-            "manifold": config.lora.manifold,
-            "task": task.name(),
-            "num_labels": task.num_labels(),
-            "optimizer": config.optimizer,
-            "best_epoch": best,
-        });
-        best_model.save_peft(&config.lora, &config.model, &sidecar, &adapter_dir)?;
-        let reloaded =
-            GlueModel::<B::InnerBackend>::from_pretrained(&files.dir, task.num_labels(), device)?
-                .0
-                .load_peft(&adapter_dir)?;
-        let (reloaded_predictions, _) =
-            predict(&reloaded, &data.dev[0].1, config.eval_batch_size, device);
-        Some(reloaded_predictions == best_predictions)
+        let mut sidecar = serde_json::Map::new();
+        sidecar.insert("method".into(), json!(config.method.name()));
+        sidecar.insert("manifold".into(), json!(config.lora.manifold));
+        sidecar.insert("task".into(), json!(task.name()));
+        sidecar.extend(task.sidecar());
+        sidecar.insert("optimizer".into(), json!(config.optimizer));
+        sidecar.insert("best_epoch".into(), json!(best));
+        best_model.save_peft(
+            &config.lora,
+            &config.model,
+            &Value::Object(sidecar),
+            &adapter_dir,
+        )?;
+        let reloaded = task
+            .model::<B::InnerBackend>(&files.dir, device)?
+            .0
+            .load_peft(&adapter_dir)?;
+        let (_, reloaded_predictions) =
+            task.evaluate(&reloaded, &dev[0].1, config.eval_batch_size, device)?;
+        Some(Some(reloaded_predictions) == best_predictions)
     } else {
         None
     };
@@ -482,7 +435,7 @@ pub fn run<B: AutodiffBackend>(
             (best_model.hf_module_path(&path), r, values)
         })
         .collect();
-    let title = format!("{} {} r={}", task, config.method, config.lora.rank);
+    let title = format!("{} {} r={}", task.name(), config.method, config.lora.rank);
     let metrics = figures::read_metrics(&metrics_path)?;
     figures::plot_run(&metrics, &title, &run_dir.join("training.png"))?;
     if !grams.is_empty() {
@@ -499,12 +452,12 @@ pub fn run<B: AutodiffBackend>(
             let values: serde_json::Map<String, Value> = scores
                 .values
                 .iter()
-                .map(|(m, v)| (m.name().to_string(), json!(v)))
+                .map(|(m, v)| (m.clone(), json!(v)))
                 .collect();
-            (split.name().to_string(), Value::Object(values))
+            (split.clone(), Value::Object(values))
         })
         .collect();
-    let results = json!({
+    let mut results = json!({
         "task": task.name(),
         "method": config.method.name(),
         "rank": config.lora.rank,
@@ -517,8 +470,8 @@ pub fn run<B: AutodiffBackend>(
         "dev": dev_json,
         "dev_by_epoch": series,
         "epochs": config.epochs,
-        "train_examples": data.train_examples,
-        "skipped_rows": data.skipped_rows,
+        "train_examples": train.len(),
+        "skipped_rows": skipped_rows,
         "trainable_params": trainable,
         "total_params": total,
         "wall_time_s": start.elapsed().as_secs_f64(),
@@ -530,6 +483,9 @@ pub fn run<B: AutodiffBackend>(
         "optimizer": config.optimizer,
         "paper": paper_comparison(config.paper.as_ref(), &dev_json),
     });
+    if !data_report.is_null() {
+        results["data"] = data_report;
+    }
     let results_path = run_dir.join(RESULTS_FILE);
     std::fs::write(
         &results_path,
@@ -603,24 +559,4 @@ fn check_unchanged(config: &RunConfig, run_dir: &Path) -> Result<()> {
         list.join(", "),
         original.display()
     )))
-}
-
-/// Predictions and gold labels of `model` on a split, in order.
-pub fn predict<B: Backend>(
-    model: &GlueModel<B>,
-    data: &Arc<TokenizedSplit>,
-    batch_size: usize,
-    device: &B::Device,
-) -> (Vec<Label>, Vec<Label>) {
-    let loader = EpochLoader::<B>::new(
-        data.clone(),
-        batch_size,
-        Order::Sequential,
-        1,
-        device.clone(),
-    );
-    let batches = loader.epoch_batches(1);
-    let (predictions, targets, _) =
-        evaluate(model, batches.iter().map(|idx| data.batch(idx, device)));
-    (predictions, targets)
 }

@@ -1,4 +1,5 @@
-//! The model a GLUE run trains, and what one training or evaluation step produces.
+//! The model a GLUE run trains (a sequence classifier of any supported architecture), and what
+//! one training or evaluation step produces.
 
 use std::path::Path;
 
@@ -12,14 +13,15 @@ use burn::train::{InferenceStep, TrainOutput, TrainStep};
 
 use crate::data::glue::Label;
 use crate::error::{Error, Result};
-use crate::lora::{adapter_b_factors, mean_orthogonality_error_of, LoraConfig};
+use crate::lora::{adapter_orthogonality, LoraConfig};
 use crate::models::bert::{BertConfig, BertForSequenceClassification};
 use crate::models::deberta::{DebertaV2Config, DebertaV2ForSequenceClassification};
 use crate::models::loader::{self, LoadReport};
 use crate::models::{EncoderInput, InjectLora, SequenceClassifier};
 use crate::peft;
-use crate::train::batch::{GlueBatch, Targets};
-use crate::train::metrics::BatchOutcome;
+use crate::tasks::glue::batch::{GlueBatch, Targets};
+use crate::tasks::glue::GluePayload;
+use crate::train::task::{Outcome, TaskModel};
 
 /// A sequence classifier of any supported architecture, chosen by `model_type` in config.json.
 ///
@@ -233,6 +235,26 @@ impl<B: Backend> GlueModel<B> {
     }
 }
 
+impl<B: Backend> TaskModel<B> for GlueModel<B> {
+    fn check_max_len(&self, max_len: usize) -> Result<()> {
+        GlueModel::check_max_len(self, max_len)
+    }
+
+    fn save_peft(
+        &self,
+        lora: &LoraConfig,
+        base_model: &str,
+        sidecar: &serde_json::Value,
+        dir: &Path,
+    ) -> Result<()> {
+        GlueModel::save_peft(self, lora, base_model, sidecar, dir)
+    }
+
+    fn load_peft(self, dir: &Path) -> Result<Self> {
+        GlueModel::load_peft(self, dir)
+    }
+}
+
 impl<B: Backend> InjectLora for GlueModel<B> {
     fn lora_target_names(&self) -> Vec<&'static str> {
         match self {
@@ -268,11 +290,6 @@ fn take_head(
 ) -> Option<(peft::HostTensor, Option<peft::HostTensor>)> {
     let weight = weights.remove(&format!("{name}.weight"))?;
     Some((weight, weights.remove(&format!("{name}.bias"))))
-}
-
-/// Mean ‖BᵀB − I‖_F over the adapters, computed outside the autodiff graph.
-fn orthogonality<B: AutodiffBackend>(model: &GlueModel<B>) -> Option<Tensor<B::InnerBackend, 1>> {
-    mean_orthogonality_error_of(adapter_b_factors(model).into_iter().map(|(_, b)| b.inner()))
 }
 
 /// What a step returns, still on the device: read back only when metrics need it.
@@ -338,14 +355,19 @@ fn host_targets<B: Backend>(targets: &Targets<B>) -> Vec<Label> {
 }
 
 impl<B: Backend> ItemLazy for GlueOutput<B> {
-    type ItemSync = BatchOutcome;
+    type ItemSync = Outcome<GluePayload>;
 
-    fn sync(self) -> BatchOutcome {
-        BatchOutcome {
+    fn sync(self) -> Outcome<GluePayload> {
+        let targets = host_targets(&self.targets);
+        let predictions = self.predictions();
+        Outcome {
             loss: self.loss.clone().into_scalar().elem::<f64>(),
-            predictions: self.predictions(),
-            targets: host_targets(&self.targets),
+            count: targets.len(),
             orthogonality: self.orthogonality.map(|t| t.into_scalar().elem::<f64>()),
+            payload: GluePayload {
+                predictions,
+                targets,
+            },
         }
     }
 }
@@ -357,7 +379,7 @@ impl<B: AutodiffBackend> TrainStep for GlueModel<B> {
     fn step(&self, batch: GlueBatch<B>) -> TrainOutput<GlueOutput<B>> {
         let mut output = self.forward_batch(batch);
         let grads = output.loss.backward();
-        output.orthogonality = orthogonality(self).map(Tensor::from_inner);
+        output.orthogonality = adapter_orthogonality(self).map(Tensor::from_inner);
         TrainOutput::new(self, grads, output)
     }
 }
@@ -379,11 +401,10 @@ pub fn evaluate<B: Backend>(
     let (mut predictions, mut targets, mut loss_sum, mut count) = (Vec::new(), Vec::new(), 0.0, 0);
     for batch in batches {
         let out = model.forward_batch(batch).sync();
-        let n = out.targets.len();
-        loss_sum += out.loss * n as f64;
-        count += n;
-        predictions.extend(out.predictions);
-        targets.extend(out.targets);
+        loss_sum += out.loss * out.count as f64;
+        count += out.count;
+        predictions.extend(out.payload.predictions);
+        targets.extend(out.payload.targets);
     }
     (predictions, targets, loss_sum / count.max(1) as f64)
 }
