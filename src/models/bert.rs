@@ -26,8 +26,8 @@ use crate::models::loader::{
     find_weights, load_weights, parse_config, read_config_file, LoadReport, WeightRules,
 };
 use crate::models::{
-    check_rank, mask_value, resolve_targets, Activation, EncoderInput, InjectLora,
-    QuestionAnswerer, SequenceClassifier,
+    check_rank, mask_value, Activation, EncoderInput, InjectLora, QuestionAnswerer,
+    SequenceClassifier, Targets,
 };
 
 /// LoRA target names of BERT: PEFT matches by leaf name, so `dense` covers the attention output,
@@ -317,26 +317,39 @@ impl<B: Backend> BertLayer<B> {
             .forward(self.intermediate.forward(attn.clone()), attn)
     }
 
-    fn inject(mut self, targets: &[&str], config: &LoraConfig) -> Self {
+    fn inject(mut self, targets: &Targets, config: &LoraConfig) -> Self {
         let sa = &mut self.attention.self_attn;
-        take_inject(&mut sa.query, "query", targets, config);
-        take_inject(&mut sa.key, "key", targets, config);
-        take_inject(&mut sa.value, "value", targets, config);
-        take_inject(&mut self.attention.output.dense, "dense", targets, config);
-        take_inject(&mut self.intermediate.dense, "dense", targets, config);
-        take_inject(&mut self.output.dense, "dense", targets, config);
+        take_inject(
+            &mut sa.query,
+            targets.selects("attention.self.query"),
+            config,
+        );
+        take_inject(&mut sa.key, targets.selects("attention.self.key"), config);
+        take_inject(
+            &mut sa.value,
+            targets.selects("attention.self.value"),
+            config,
+        );
+        let dense = targets.selects("attention.output.dense");
+        take_inject(&mut self.attention.output.dense, dense, config);
+        let dense = targets.selects("intermediate.dense");
+        take_inject(&mut self.intermediate.dense, dense, config);
+        take_inject(
+            &mut self.output.dense,
+            targets.selects("output.dense"),
+            config,
+        );
         self
     }
 }
 
-/// Adds an adapter to `layer` in place when `name` is selected.
+/// Adds an adapter to `layer` in place when it is `selected`.
 pub(crate) fn take_inject<B: Backend>(
     layer: &mut LoraLinear<B>,
-    name: &str,
-    targets: &[&str],
+    selected: bool,
     config: &LoraConfig,
 ) {
-    if targets.contains(&name) {
+    if selected {
         // `inject` consumes the layer; the clone shares its tensors, so nothing is copied.
         *layer = layer.clone().inject(config);
     }
@@ -443,7 +456,7 @@ impl<B: Backend> BertModel<B> {
         }
     }
 
-    fn inject(mut self, targets: &[&str], config: &LoraConfig) -> Self {
+    fn inject(mut self, targets: &Targets, config: &LoraConfig) -> Self {
         self.encoder.layer = self
             .encoder
             .layer
@@ -451,7 +464,7 @@ impl<B: Backend> BertModel<B> {
             .map(|l| l.inject(targets, config))
             .collect();
         if let Some(pooler) = self.pooler.as_mut() {
-            take_inject(&mut pooler.dense, "dense", targets, config);
+            take_inject(&mut pooler.dense, targets.selects("pooler.dense"), config);
         }
         self
     }
@@ -530,7 +543,7 @@ fn hf_path(rust_path: &str) -> String {
 fn inject_model<B: Backend>(bert: BertModel<B>, config: &LoraConfig) -> Result<BertModel<B>> {
     config.validate()?;
     check_rank(config, bert.embeddings.layer_norm.gamma.dims()[0])?;
-    let targets = resolve_targets(config, &BERT_TARGETS, &BERT_TARGETS)?;
+    let targets = Targets::resolve(config, "BERT", &BERT_TARGETS, &BERT_TARGETS)?;
     // The whole encoder (pooler included, as PEFT leaves it in the frozen base model) stops
     // taking gradients before the adapters, which do, are added.
     Ok(bert.no_grad().inject(&targets, config))

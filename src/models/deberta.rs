@@ -28,7 +28,7 @@ use crate::models::dropout::Dropout;
 use crate::models::loader::{self, LoadReport, WeightRules};
 use crate::models::Activation;
 use crate::models::{
-    check_rank, EncoderInput, InjectLora, QuestionAnswerer, SequenceClassifier, ALL_LINEAR,
+    check_rank, EncoderInput, InjectLora, QuestionAnswerer, SequenceClassifier, Targets,
 };
 
 /// PEFT's default `target_modules` for `deberta-v2`, also the Manifold-LoRA paper's setup; used
@@ -894,22 +894,25 @@ impl<B: Backend> DebertaV2Model<B> {
     /// Rebuilds the model with `f` applied to every LoRA-capable linear, given its HF leaf name.
     fn map_lora(self, f: &mut impl FnMut(&'static str, LoraLinear<B>) -> LoraLinear<B>) -> Self {
         let mut embeddings = self.embeddings;
-        embeddings.embed_proj = embeddings.embed_proj.map(|l| f("embed_proj", l));
+        embeddings.embed_proj = embeddings.embed_proj.map(|l| f("embeddings.embed_proj", l));
         let mut encoder = self.encoder;
         encoder.layer = encoder
             .layer
             .into_iter()
             .map(|mut layer| {
                 let mut a = layer.attention.self_attn;
-                a.query_proj = f("query_proj", a.query_proj);
-                a.key_proj = f("key_proj", a.key_proj);
-                a.value_proj = f("value_proj", a.value_proj);
-                a.pos_key_proj = a.pos_key_proj.map(|l| f("pos_key_proj", l));
-                a.pos_query_proj = a.pos_query_proj.map(|l| f("pos_query_proj", l));
+                a.query_proj = f("attention.self.query_proj", a.query_proj);
+                a.key_proj = f("attention.self.key_proj", a.key_proj);
+                a.value_proj = f("attention.self.value_proj", a.value_proj);
+                a.pos_key_proj = a.pos_key_proj.map(|l| f("attention.self.pos_key_proj", l));
+                a.pos_query_proj = a
+                    .pos_query_proj
+                    .map(|l| f("attention.self.pos_query_proj", l));
                 layer.attention.self_attn = a;
-                layer.attention.output.dense = f("dense", layer.attention.output.dense);
-                layer.intermediate.dense = f("dense", layer.intermediate.dense);
-                layer.output.dense = f("dense", layer.output.dense);
+                layer.attention.output.dense =
+                    f("attention.output.dense", layer.attention.output.dense);
+                layer.intermediate.dense = f("intermediate.dense", layer.intermediate.dense);
+                layer.output.dense = f("output.dense", layer.output.dense);
                 layer
             })
             .collect();
@@ -918,36 +921,6 @@ impl<B: Backend> DebertaV2Model<B> {
             encoder,
         }
     }
-}
-
-/// Which leaf names `config.target_modules` selects, checked against `valid`.
-fn resolve_targets(config: &LoraConfig, valid: &[&'static str]) -> Result<Vec<&'static str>> {
-    config.validate()?;
-    let requested: Vec<&str> = if config.target_modules.is_empty() {
-        DEFAULT_LORA_TARGETS.to_vec()
-    } else {
-        config.target_modules.iter().map(|s| s.trim()).collect()
-    };
-    if requested.contains(&ALL_LINEAR) {
-        return Ok(valid.to_vec());
-    }
-    let mut out = Vec::new();
-    for name in requested {
-        match valid.iter().find(|v| **v == name) {
-            Some(v) if !out.contains(v) => out.push(*v),
-            Some(_) => {}
-            None => {
-                return Err(Error::config(
-                    "lora.target_modules",
-                    format!(
-                        "unknown module `{name}` for this DeBERTa-v2 model; valid names: {}, {ALL_LINEAR}",
-                        valid.join(", ")
-                    ),
-                ))
-            }
-        }
-    }
-    Ok(out)
 }
 
 impl<B: Backend> InjectLora for DebertaV2Model<B> {
@@ -969,10 +942,20 @@ impl<B: Backend> InjectLora for DebertaV2Model<B> {
     }
 
     fn inject_lora(self, config: &LoraConfig) -> Result<Self> {
-        let targets = resolve_targets(config, &self.lora_target_names())?;
+        config.validate()?;
+        let valid = self.lora_target_names();
+        let targets = if config.target_modules.is_empty() {
+            let defaults = LoraConfig {
+                target_modules: DEFAULT_LORA_TARGETS.map(String::from).to_vec(),
+                ..config.clone()
+            };
+            Targets::resolve(&defaults, "DeBERTa-v2", &valid, &valid)?
+        } else {
+            Targets::resolve(config, "DeBERTa-v2", &valid, &valid)?
+        };
         check_rank(config, self.embeddings.layer_norm.gamma.dims()[0])?;
-        Ok(self.no_grad().map_lora(&mut |name, layer| {
-            if targets.contains(&name) {
+        Ok(self.no_grad().map_lora(&mut |path, layer| {
+            if targets.selects(path) {
                 layer.inject(config)
             } else {
                 layer
@@ -1253,6 +1236,7 @@ impl<B: Backend> InjectLora for DebertaV2ForQuestionAnswering<B> {
 mod tests {
 
     use crate::backend::{Inner, Train};
+    use crate::models::ALL_LINEAR;
     use burn::module::{ModuleVisitor, Param};
     use burn::tensor::backend::AutodiffBackend;
     use burn::tensor::{Distribution, ElementConversion};

@@ -372,9 +372,9 @@ impl<B: Backend> GPT2Block<B> {
 
     fn inject(mut self, targets: &[&str], config: &LoraConfig) -> Self {
         self.attn.c_attn = self.attn.c_attn.inject(targets, config);
-        take_inject(&mut self.attn.c_proj, "c_proj", targets, config);
-        take_inject(&mut self.mlp.c_fc, "c_fc", targets, config);
-        take_inject(&mut self.mlp.c_proj, "c_proj", targets, config);
+        take_inject(&mut self.attn.c_proj, targets.contains(&"c_proj"), config);
+        take_inject(&mut self.mlp.c_fc, targets.contains(&"c_fc"), config);
+        take_inject(&mut self.mlp.c_proj, targets.contains(&"c_proj"), config);
         self
     }
 }

@@ -213,6 +213,72 @@ pub(crate) fn resolve_targets(
     Ok(selected)
 }
 
+/// The layers `lora.target_modules` selects, matched as PEFT matches a list of names: a key
+/// selects every module whose path equals it or ends with `.key`, so `dense` selects every dense
+/// layer and `attention.output.dense` only the attention output's. A key is valid when its last
+/// segment is one of the model's adaptable leaf names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Targets {
+    keys: Vec<String>,
+}
+
+impl Targets {
+    /// Checks the keys of `config` against `valid` leaf names (`all-linear` stands for
+    /// `all_linear`); `model` names the architecture in errors.
+    pub(crate) fn resolve(
+        config: &LoraConfig,
+        model: &str,
+        valid: &[&'static str],
+        all_linear: &[&'static str],
+    ) -> Result<Self> {
+        let valid_list = || {
+            let mut names: Vec<&str> = valid.to_vec();
+            names.push(ALL_LINEAR);
+            names.join(", ")
+        };
+        if config.target_modules.is_empty() {
+            return Err(Error::config(
+                "lora.target_modules",
+                format!("is empty; valid names: {}", valid_list()),
+            ));
+        }
+        let mut keys = Vec::new();
+        for key in &config.target_modules {
+            let key = key.trim();
+            if key == ALL_LINEAR {
+                keys.extend(all_linear.iter().map(|s| s.to_string()));
+                continue;
+            }
+            let leaf = key.rsplit('.').next().unwrap_or(key);
+            if !valid.contains(&leaf) {
+                return Err(Error::config(
+                    "lora.target_modules",
+                    format!(
+                        "unknown module `{key}` for this {model} model; valid names: {} (or a \
+                         path ending in one, e.g. `attention.output.dense`)",
+                        valid_list()
+                    ),
+                ));
+            }
+            keys.push(key.to_string());
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(Self { keys })
+    }
+
+    /// Whether the layer at `path` (its Hugging Face path inside the model, e.g.
+    /// `attention.self.query`) gets an adapter.
+    pub(crate) fn selects(&self, path: &str) -> bool {
+        self.keys.iter().any(|key| {
+            path == key
+                || path
+                    .strip_suffix(key.as_str())
+                    .is_some_and(|head| head.ends_with('.'))
+        })
+    }
+}
+
 /// The additive value that removes a key from a softmax: the dtype's most negative finite
 /// number, as transformers uses (`torch.finfo(dtype).min`), so it stays finite under f16 too.
 pub(crate) fn mask_value(dtype: burn::tensor::DType) -> f64 {
@@ -222,6 +288,46 @@ pub(crate) fn mask_value(dtype: burn::tensor::DType) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn target_keys_match_module_paths_as_peft_does() {
+        let targets = |keys: &[&str]| {
+            let config = LoraConfig {
+                target_modules: keys.iter().map(|s| s.to_string()).collect(),
+                ..LoraConfig::default()
+            };
+            Targets::resolve(&config, "BERT", &["query", "value", "dense"], &["query"])
+        };
+        // A leaf name selects every layer of that name; a dotted key only those it ends.
+        let leaf = targets(&["dense"]).unwrap();
+        for path in [
+            "attention.output.dense",
+            "intermediate.dense",
+            "output.dense",
+        ] {
+            assert!(leaf.selects(path), "{path}");
+        }
+        let six = targets(&["query", "attention.output.dense", "intermediate.dense"]).unwrap();
+        assert!(six.selects("attention.self.query"));
+        assert!(six.selects("attention.output.dense"));
+        assert!(six.selects("intermediate.dense"));
+        assert!(!six.selects("output.dense"));
+        assert!(!six.selects("attention.self.value"));
+        // PEFT's suffix rule: `output.dense` also ends `attention.output.dense`.
+        let output = targets(&["output.dense"]).unwrap();
+        assert!(output.selects("attention.output.dense") && output.selects("output.dense"));
+        assert!(!output.selects("intermediate.dense"));
+        // Only whole segments match: `ense` is no module.
+        assert!(targets(&["ense"]).is_err());
+        let err = targets(&["attention.output.proj"]).unwrap_err().to_string();
+        assert!(
+            err.contains("attention.output.proj") && err.contains("valid names"),
+            "{err}"
+        );
+        assert!(targets(&[ALL_LINEAR])
+            .unwrap()
+            .selects("attention.self.query"));
+    }
 
     /// transformers' formulas (activations.py), in f64.
     fn reference(name: &str, x: f64) -> f64 {
