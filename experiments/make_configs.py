@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Write experiments/glue/*.toml from the paper's tables.
+"""Write experiments/glue/*.toml and experiments/squad/*.toml from the paper's tables.
 
     python experiments/make_configs.py [--shared ../shared]
 
-Reads `paper/hyperparameters.toml` (appendix B, Table 6) and `paper/results.toml` (Table 1) of
-shared/ and writes one plain TOML file per (task, method, rank), plus one Full FT file per task.
+Reads `paper/hyperparameters.toml` (appendix B: Table 6 for GLUE, Table 5 for SQuAD) and
+`paper/results.toml` (Table 1 for GLUE, Table 2 for SQuAD) of shared/ and writes one plain TOML
+file per (task, method, rank), plus one Full FT file per task: `glue/<task>-<method>-r<rank>.toml`
+and `squad/<version>-<method>-r<rank>.toml` (`<task>-full.toml`, `<version>-full.toml`).
 The files are committed; `cargo test` checks every value against the tables again
 (src/paper.rs), so an edited file that drifts from the paper fails CI.
 """
@@ -20,8 +22,8 @@ REPO = os.path.dirname(HERE)
 TARGETS = {"W_q": "query_proj", "W_k": "key_proj", "W_v": "value_proj", "W_o": "attention.output.dense",
            "FC_1": "intermediate.dense", "FC_2": "output.dense"}
 
-# Table 1's columns per task: (results.toml column, our results.json key).
-GLUE_REPORTED = {
+# The results table's columns per task: (results.toml column, our results.json key).
+REPORTED = {
     "mnli": [("mnli_m", "dev_matched.accuracy"), ("mnli_mm", "dev_mismatched.accuracy")],
     "sst2": [("sst2", "dev.accuracy")],
     "cola": [("cola", "dev.matthews_correlation")],
@@ -30,73 +32,110 @@ GLUE_REPORTED = {
     "rte": [("rte", "dev.accuracy")],
     "mrpc": [("mrpc", "dev.accuracy")],
     "stsb": [("stsb", "dev.pearson")],
+    # SQuAD: the official scripts' names, evaluate-v1.1.py (exact_match, f1) and
+    # evaluate-v2.0.py (exact, f1).
+    "v1.1": [("v1.1_em", "dev.exact_match"), ("v1.1_f1", "dev.f1")],
+    "v2.0": [("v2.0_em", "dev.exact"), ("v2.0_f1", "dev.f1")],
 }
 
-# Full fine-tuning: Table 1 quotes its row from earlier work and Table 6 gives no learning rate
-# for it; 2e-5 is the usual full fine-tuning rate of DeBERTaV3-base. Everything else is Table 6's.
-FULL_FT_LR = 2e-5
+# Full fine-tuning: Tables 1 and 2 quote their Full FT rows from earlier work and Tables 5 and 6
+# give no learning rate for it. These are DeBERTaV3-base's usual full fine-tuning rates, not the
+# paper's (src/paper.rs has the same values). Everything else is the tables'.
+FULL_FT_LR = {"glue": 2e-5, "squad": 3e-5}
+FULL_FT_LR_NOTE = {
+    "glue": ["# lr: none tabulated for Full FT (Table 1 quotes that row); DeBERTaV3-base's usual 2e-5"],
+    "squad": ["# lr: none tabulated for Full FT (Table 2 quotes that row); 3e-5 is DeBERTaV3-base's usual",
+              "# full fine-tuning rate for SQuAD, not a value from the paper"],
+}
+
+# What the families' tables are called in the paper, and the settings they do not tabulate.
+FAMILY = {
+    "glue": {"hyperparameters": "Table 6", "results": "Table 1", "data_dir": "datasets/glue"},
+    # Table 5 gives no sequence length or stride: run_qa.py's (and DeBERTa's) usual SQuAD windows.
+    "squad": {"hyperparameters": "Table 5", "results": "Table 2", "data_dir": "datasets/squad",
+              "max_len": 384, "doc_stride": 128},
+}
 
 
 def toml_list(xs):
     return "[" + ", ".join(f'"{x}"' for x in xs) + "]"
 
 
-def glue_config(task, method, rank, g, res, k):
+def method_title(method, rank):
+    return "full fine-tuning" if method == "full" else f"{method} adapters at rank {rank}"
+
+
+def config(family, task, method, rank, hp, res, k):
+    """One file of `family` ("glue" or "squad"); `task` is a GLUE task or a SQuAD version ("v1.1"),
+    `k` its index in the table's per-task lists."""
+    t, fam = hp[family], FAMILY[family]
+    per_task = lambda v: v[k] if isinstance(v, list) else v  # GLUE's lists, SQuAD's scalars
+    table, table_ref = fam["hyperparameters"], fam["results"]
+    if family == "glue":
+        title, run_task = f"GLUE {task.upper()}", task
+        max_len = [f"max_len = {t['max_seq_length']}"]
+    else:
+        title, run_task = f"SQuAD {task}", f"squad-{task}"
+        max_len = ["# max_len: not tabulated in Table 5; run_qa.py's and DeBERTa's usual SQuAD window",
+                   f"max_len = {fam['max_len']}"]
     lines = [
-        f"# GLUE {task.upper()}, {method_title(method, rank)}: the paper's Table 6 (appendix B), with",
-        "# Table 1's reported score for the row. Written by experiments/make_configs.py from the paper's",
+        f"# {title}, {method_title(method, rank)}: the paper's {table} (appendix B), with",
+        f"# {table_ref}'s reported score for the row. Written by experiments/make_configs.py from the paper's",
         "# tables and checked against them by `cargo test` (src/paper.rs); regenerate rather than edit.",
-        f'task = "{task}"',
+        f'task = "{run_task}"',
         f'method = "{method}"',
         'model = "microsoft/deberta-v3-base"',
-        'data_dir = "datasets/glue"',
+        f'data_dir = "{fam["data_dir"]}"',
         "seed = 0",
-        f"max_len = {g['max_seq_length']}",
-        f"batch_size = {g['batch_size']}",
+        *max_len,
+        f"batch_size = {t['batch_size']}",
         "eval_batch_size = 64",
-        f"epochs = {g['epochs'][k]}",
-        *(["# lr: none tabulated for Full FT (Table 1 quotes that row); DeBERTaV3-base's usual 2e-5"]
-          if method == "full" else []),
-        f"lr = {FULL_FT_LR if method == 'full' else g['learning_rate'][k]}",
-        f"warmup_ratio = {g['warmup_ratio']}",
-        "",
+        f"epochs = {per_task(t['epochs'])}",
     ]
+    if method == "full":
+        lines += [*FULL_FT_LR_NOTE[family], f"lr = {FULL_FT_LR[family]}"]
+    else:
+        lines.append(f"lr = {per_task(t['learning_rate'])}")
+    lines += [f"warmup_ratio = {t['warmup_ratio']}", ""]
+    if family == "squad":
+        lines += [
+            "[squad]",
+            f"doc_stride = {fam['doc_stride']}  # not tabulated; run_qa.py's default with max_len 384",
+            f'train_file = "train-{task}.json"',
+            f'dev_file = "dev-{task}.json"',
+            "",
+        ]
     if method != "full":
         lines += [
             "[lora]",
             f"rank = {rank}",
             f"alpha = {2.0 * rank}  # alpha = 2r (not tabulated in the paper; PEFT users' common choice)",
             "dropout = 0.0",
-            f"target_modules = {toml_list(TARGETS[t] for t in g['lora_targets'])}",
+            f"target_modules = {toml_list(TARGETS[p] for p in t['lora_targets'])}",
             "",
         ]
     lines += [
         "[optimizer]",
-        f"beta_1 = {g['beta1']}",
-        f"beta_2 = {g['beta2']}",
+        f"beta_1 = {t['beta1']}",
+        f"beta_2 = {t['beta2']}",
         "epsilon = 1e-8",
-        f"weight_decay = {g['weight_decay']}",
+        f"weight_decay = {t['weight_decay']}",
     ]
     if method in ("sphere", "stiefel"):
-        row = g[method][f"r{rank}"]
+        row = t[method][f"r{rank}"]
         lines += [f"mu = {row['mu'][k]}", f"lower = {row['lower'][k]}", f"upper = {row['upper'][k]}"]
     row_name = "full" if method == "full" else f"{method}_r{rank}"
-    reported = ", ".join(
-        f'"{key}" = {res[row_name][res["columns"].index(col)]}' for col, key in GLUE_REPORTED[task]
-    )
-    table6 = "glue (shared values)" if method in ("lora", "full") else f"glue.{method}.r{rank}"
+    r = res[family]
+    reported = ", ".join(f'"{key}" = {r[row_name][r["columns"].index(col)]}' for col, key in REPORTED[task])
+    source = f"{family} (shared values)" if method in ("lora", "full") else f"{family}.{method}.r{rank}"
     lines += [
         "",
         "[paper]",
-        f'hyperparameters = "Table 6: {table6}, {task}"',
-        f'results = "Table 1: {row_name}"',
+        f'hyperparameters = "{table}: {source}, {task}"',
+        f'results = "{table_ref}: {row_name}"',
         f"reported = {{ {reported} }}",
     ]
     return "\n".join(lines) + "\n"
-
-
-def method_title(method, rank):
-    return "full fine-tuning" if method == "full" else f"{method} adapters at rank {rank}"
 
 
 def main():
@@ -107,16 +146,17 @@ def main():
         hp = tomllib.load(f)
     with open(os.path.join(args.shared, "paper", "results.toml"), "rb") as f:
         results = tomllib.load(f)
-    g, res = hp["glue"], results["glue"]
-    out = os.path.join(HERE, "glue")
-    os.makedirs(out, exist_ok=True)
-    for k, task in enumerate(g["tasks"]):
-        for method in ("lora", "sphere", "stiefel"):
-            for rank in (8, 16):
-                with open(os.path.join(out, f"{task}-{method}-r{rank}.toml"), "w") as f:
-                    f.write(glue_config(task, method, rank, g, res, k))
-        with open(os.path.join(out, f"{task}-full.toml"), "w") as f:
-            f.write(glue_config(task, "full", None, g, res, k))
+    # GLUE's rows are its tasks, SQuAD's its versions; file names say which.
+    for family, tasks in (("glue", hp["glue"]["tasks"]), ("squad", hp["squad"]["versions"])):
+        out = os.path.join(HERE, family)
+        os.makedirs(out, exist_ok=True)
+        for k, task in enumerate(tasks):
+            for method in ("lora", "sphere", "stiefel"):
+                for rank in (8, 16):
+                    with open(os.path.join(out, f"{task}-{method}-r{rank}.toml"), "w") as f:
+                        f.write(config(family, task, method, rank, hp, results, k))
+            with open(os.path.join(out, f"{task}-full.toml"), "w") as f:
+                f.write(config(family, task, "full", None, hp, results, k))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::tasks::squad::data::SquadVersion;
+use crate::tasks::TaskKind;
 use crate::train::config::{Method, RunConfig};
 
 /// The row of the paper a configuration reproduces (the `[paper]` table of an experiment file),
@@ -29,9 +31,19 @@ pub struct PaperRow {
     pub reported: BTreeMap<String, f64>,
 }
 
-/// Full fine-tuning's learning rate: the paper tabulates none (Table 1 quotes its Full FT row),
-/// so the configurations use DeBERTaV3-base's usual full fine-tuning rate.
+/// Full fine-tuning's learning rate on GLUE: the paper tabulates none (Table 1 quotes its Full FT
+/// row), so the configurations use DeBERTaV3-base's usual full fine-tuning rate.
 pub const FULL_FT_LR: f64 = 2e-5;
+
+/// Full fine-tuning's learning rate on SQuAD: none tabulated either (Table 2 quotes that row);
+/// DeBERTaV3-base's usual full fine-tuning rate for SQuAD, not a value from the paper.
+pub const SQUAD_FULL_FT_LR: f64 = 3e-5;
+
+/// SQuAD's window length: Table 5 gives none; run_qa.py's and DeBERTa's usual 384.
+pub const SQUAD_MAX_LEN: usize = 384;
+
+/// SQuAD's window stride: Table 5 gives none; run_qa.py's default with a 384-token window.
+pub const SQUAD_DOC_STRIDE: usize = 128;
 
 /// The paper's names of DeBERTaV3-base's projections and their Hugging Face module names.
 const TARGETS: [(&str, &str); 6] = [
@@ -43,8 +55,11 @@ const TARGETS: [(&str, &str); 6] = [
     ("FC_2", "output.dense"),
 ];
 
+/// Columns of a results table and the `results.json` key each corresponds to.
+type Reported = &'static [(&'static str, &'static str)];
+
 /// Table 1's columns of each GLUE task, with the `results.json` key they correspond to.
-const GLUE_REPORTED: [(&str, &[(&str, &str)]); 8] = [
+const GLUE_REPORTED: [(&str, Reported); 8] = [
     (
         "mnli",
         &[
@@ -60,6 +75,65 @@ const GLUE_REPORTED: [(&str, &[(&str, &str)]); 8] = [
     ("mrpc", &[("mrpc", "dev.accuracy")]),
     ("stsb", &[("stsb", "dev.pearson")]),
 ];
+
+/// Table 2's columns of each SQuAD version, with the `results.json` key they correspond to: the
+/// official scripts' names, `exact_match`/`f1` (evaluate-v1.1.py), `exact`/`f1` (evaluate-v2.0.py).
+const SQUAD_REPORTED: [(&str, Reported); 2] = [
+    (
+        "v1.1",
+        &[("v1.1_em", "dev.exact_match"), ("v1.1_f1", "dev.f1")],
+    ),
+    ("v2.0", &[("v2.0_em", "dev.exact"), ("v2.0_f1", "dev.f1")]),
+];
+
+/// A SQuAD version as the tables (and the experiment files' names) write it.
+fn squad_version(version: SquadVersion) -> &'static str {
+    match version {
+        SquadVersion::V1 => "v1.1",
+        SquadVersion::V2 => "v2.0",
+    }
+}
+
+/// Where a configuration's task is in the paper's tables.
+struct TableRow {
+    /// `glue` or `squad`: the table of `hyperparameters.toml` and `results.toml`.
+    family: &'static str,
+    /// The task (`rte`) or SQuAD version (`v1.1`) as the tables write it.
+    task: &'static str,
+    /// Its index in the tables' per-task lists (`glue.tasks`, `squad.versions`).
+    k: usize,
+    /// Its results-table columns.
+    reported: Reported,
+}
+
+impl TableRow {
+    fn of(task: &str, tables: &PaperTables) -> Result<Self> {
+        let (family, list, name, reported) = match TaskKind::parse(task)? {
+            TaskKind::Glue(t) => ("glue", "tasks", t.name(), &GLUE_REPORTED[..]),
+            TaskKind::Squad(v) => ("squad", "versions", squad_version(v), &SQUAD_REPORTED[..]),
+        };
+        let table = if family == "glue" {
+            "Table 6"
+        } else {
+            "Table 5"
+        };
+        let k = tables
+            .strings(&[family, list])?
+            .iter()
+            .position(|t| t == name)
+            .ok_or_else(|| Error::config("task", format!("`{name}` is not in {table}")))?;
+        let reported = reported
+            .iter()
+            .find(|(t, _)| *t == name)
+            .map_or(&[][..], |(_, cols)| *cols);
+        Ok(Self {
+            family,
+            task: name,
+            k,
+            reported,
+        })
+    }
+}
 
 /// One value of a configuration that differs from the paper.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,6 +224,17 @@ impl PaperTables {
             })
             .ok_or_else(|| missing("hyperparameters.toml", path))
     }
+
+    /// A hyperparameter of task `k`: entry `k` of a per-task list (GLUE's epochs, every μ row),
+    /// or a value shared by all tasks (SQuAD's epochs); with where it is, e.g. `glue.epochs[5]`.
+    fn per_task(&self, path: &[&str], k: usize) -> Result<(f64, String)> {
+        let index = self.value(false, path)?.is_array().then_some(k);
+        let at = index.map_or(String::new(), |i| format!("[{i}]"));
+        Ok((
+            self.number(false, path, index)?,
+            format!("{}{at}", path.join(".")),
+        ))
+    }
 }
 
 fn missing(file: &str, path: &[&str]) -> Error {
@@ -159,77 +244,101 @@ fn missing(file: &str, path: &[&str]) -> Error {
     )
 }
 
-/// Every tabulated value of a GLUE configuration that differs from Tables 6 and 1: epochs, lr,
-/// batch, warm-up, weight decay, betas, max length, targets, μ, lower, upper, reported score.
+/// Every tabulated value of a configuration that differs from the paper's tables, by its task:
+/// Tables 6 and 1 for a GLUE task, Tables 5 and 2 for `squad-v1.1`/`squad-v2.0`. Checked: epochs,
+/// lr, batch, warm-up, weight decay, betas, targets, μ, lower, upper, the reported scores, and
+/// GLUE's max length; also the values the tables leave out that the files pin (Full FT's lr,
+/// SQuAD's window and stride) and that a SQuAD file reads its version's data.
 pub fn check_config(config: &RunConfig, tables: &PaperTables) -> Result<Vec<Mismatch>> {
-    let task = config.task.to_ascii_lowercase();
-    let tasks = tables.strings(&["glue", "tasks"])?;
-    let k = tasks
-        .iter()
-        .position(|t| *t == task)
-        .ok_or_else(|| Error::config("task", format!("`{task}` is not in Table 6")))?;
+    let row = TableRow::of(&config.task, tables)?;
+    let family = row.family;
     let mut out = Vec::new();
-    let mut expect = |key: &str, ours: f64, path: &[&str], index: Option<usize>| -> Result<()> {
-        let paper = tables.number(false, path, index)?;
+    let mut expect = |key: &str, ours: f64, field: &[&str]| -> Result<()> {
+        let path: Vec<&str> = std::iter::once(family)
+            .chain(field.iter().copied())
+            .collect();
+        let (paper, at) = tables.per_task(&path, row.k)?;
         if ours != paper {
-            let at = index.map_or(String::new(), |i| format!("[{i}]"));
             out.push(Mismatch {
                 key: key.into(),
                 config: ours.to_string(),
-                paper: format!("{paper} (glue.{}{at})", path[1..].join(".")),
+                paper: format!("{paper} ({at})"),
             });
         }
         Ok(())
     };
-    expect("epochs", config.epochs as f64, &["glue", "epochs"], Some(k))?;
+    expect("epochs", config.epochs as f64, &["epochs"])?;
     if config.method != Method::Full {
-        expect("lr", config.lr, &["glue", "learning_rate"], Some(k))?;
+        expect("lr", config.lr, &["learning_rate"])?;
     }
-    expect(
-        "batch_size",
-        config.batch_size as f64,
-        &["glue", "batch_size"],
-        None,
-    )?;
-    expect(
-        "warmup_ratio",
-        config.warmup_ratio,
-        &["glue", "warmup_ratio"],
-        None,
-    )?;
-    expect(
-        "max_len",
-        config.max_len as f64,
-        &["glue", "max_seq_length"],
-        None,
-    )?;
+    expect("batch_size", config.batch_size as f64, &["batch_size"])?;
+    expect("warmup_ratio", config.warmup_ratio, &["warmup_ratio"])?;
+    if family == "glue" {
+        expect("max_len", config.max_len as f64, &["max_seq_length"])?;
+    }
     let o = &config.optimizer;
-    expect(
-        "optimizer.weight_decay",
-        o.weight_decay,
-        &["glue", "weight_decay"],
-        None,
-    )?;
-    expect("optimizer.beta_1", o.beta_1, &["glue", "beta1"], None)?;
-    expect("optimizer.beta_2", o.beta_2, &["glue", "beta2"], None)?;
+    expect("optimizer.weight_decay", o.weight_decay, &["weight_decay"])?;
+    expect("optimizer.beta_1", o.beta_1, &["beta1"])?;
+    expect("optimizer.beta_2", o.beta_2, &["beta2"])?;
     if matches!(config.method, Method::Sphere | Method::Stiefel) {
         let rank = format!("r{}", config.lora.rank);
-        let row = ["glue", config.method.name(), rank.as_str()];
         for (key, value) in [("mu", o.mu), ("lower", o.lower), ("upper", o.upper)] {
-            let path = [row[0], row[1], row[2], key];
-            expect(&format!("optimizer.{key}"), value, &path, Some(k))?;
+            let field = [config.method.name(), rank.as_str(), key];
+            expect(&format!("optimizer.{key}"), value, &field)?;
         }
     }
-    if config.method == Method::Full && config.lr != FULL_FT_LR {
-        out.push(Mismatch {
-            key: "lr".into(),
-            config: config.lr.to_string(),
-            paper: format!("none tabulated for Full FT; the configurations use {FULL_FT_LR}"),
-        });
+    // What the tables leave out and the files pin (each file says why in a comment).
+    let mut pinned = |key: &str, ours: String, want: String, why: &str| {
+        if ours != want {
+            out.push(Mismatch {
+                key: key.into(),
+                config: ours,
+                paper: format!("{why}; the configurations use {want}"),
+            });
+        }
+    };
+    if config.method == Method::Full {
+        let lr = if family == "glue" {
+            FULL_FT_LR
+        } else {
+            SQUAD_FULL_FT_LR
+        };
+        let why = "none tabulated for Full FT";
+        pinned("lr", config.lr.to_string(), lr.to_string(), why);
+    }
+    if family == "squad" {
+        let why = "none tabulated in Table 5";
+        let version = row.task;
+        pinned(
+            "max_len",
+            config.max_len.to_string(),
+            SQUAD_MAX_LEN.to_string(),
+            why,
+        );
+        let squad = config.squad.clone().unwrap_or_default();
+        pinned(
+            "squad.doc_stride",
+            squad.doc_stride.to_string(),
+            SQUAD_DOC_STRIDE.to_string(),
+            why,
+        );
+        let why = format!("the data of SQuAD {version}");
+        pinned(
+            "squad.train_file",
+            squad.train_file,
+            format!("train-{version}.json"),
+            &why,
+        );
+        pinned(
+            "squad.dev_file",
+            squad.dev_file,
+            format!("dev-{version}.json"),
+            &why,
+        );
     }
     if config.method.uses_adapters() {
         let targets: Vec<String> = tables
-            .strings(&["glue", "lora_targets"])?
+            .strings(&[family, "lora_targets"])?
             .iter()
             .map(|t| hf_target(t))
             .collect::<Result<_>>()?;
@@ -237,11 +346,11 @@ pub fn check_config(config: &RunConfig, tables: &PaperTables) -> Result<Vec<Mism
             out.push(Mismatch {
                 key: "lora.target_modules".into(),
                 config: format!("{:?}", config.lora.target_modules),
-                paper: format!("{targets:?} (glue.lora_targets)"),
+                paper: format!("{targets:?} ({family}.lora_targets)"),
             });
         }
     }
-    out.extend(check_reported(config, &task, tables)?);
+    out.extend(check_reported(config, &row, tables)?);
     Ok(out)
 }
 
@@ -254,31 +363,31 @@ fn hf_target(paper_name: &str) -> Result<String> {
         .ok_or_else(|| Error::config("lora_targets", format!("unknown projection `{paper_name}`")))
 }
 
-/// The `[paper]` row: present, and its reported scores equal Table 1's.
-fn check_reported(config: &RunConfig, task: &str, tables: &PaperTables) -> Result<Vec<Mismatch>> {
-    let row = match config.method {
+/// The `[paper]` row: present, and its reported scores equal the results table's (Table 1, 2).
+fn check_reported(
+    config: &RunConfig,
+    row: &TableRow,
+    tables: &PaperTables,
+) -> Result<Vec<Mismatch>> {
+    let family = row.family;
+    let name = match config.method {
         Method::Full => "full".to_string(),
         m => format!("{}_r{}", m.name(), config.lora.rank),
     };
     let columns = tables
-        .value(true, &["glue", "columns"])?
+        .value(true, &[family, "columns"])?
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let wanted = GLUE_REPORTED
-        .iter()
-        .find(|(t, _)| *t == task)
-        .map(|(_, cols)| *cols)
-        .unwrap_or(&[]);
     let mut expected = BTreeMap::new();
-    for (column, key) in wanted {
+    for (column, key) in row.reported {
         let index = columns
             .iter()
             .position(|c| c.as_str() == Some(column))
-            .ok_or_else(|| missing("results.toml", &["glue", "columns", column]))?;
+            .ok_or_else(|| missing("results.toml", &[family, "columns", column]))?;
         expected.insert(
             key.to_string(),
-            tables.number(true, &["glue", &row], Some(index))?,
+            tables.number(true, &[family, &name], Some(index))?,
         );
     }
     let ours = config.paper.as_ref().map(|p| &p.reported);
@@ -288,7 +397,7 @@ fn check_reported(config: &RunConfig, task: &str, tables: &PaperTables) -> Resul
     Ok(vec![Mismatch {
         key: "paper.reported".into(),
         config: format!("{ours:?}"),
-        paper: format!("{expected:?} (results.toml glue.{row})"),
+        paper: format!("{expected:?} (results.toml {family}.{name})"),
     }])
 }
 
@@ -296,6 +405,7 @@ fn check_reported(config: &RunConfig, task: &str, tables: &PaperTables) -> Resul
 mod tests {
     use super::*;
     use crate::testing::shared_path;
+    use crate::train::config::experiment_file;
 
     fn experiment_files(family: &str) -> Vec<std::path::PathBuf> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -315,29 +425,79 @@ mod tests {
             .map(|p| PaperTables::load(p.parent().unwrap()).expect("the paper's tables parse"))
     }
 
+    /// Every file of `experiments/<family>` matches the tables and is named for its row.
+    fn check_family(family: &str, tables: &PaperTables) -> usize {
+        let files = experiment_files(family);
+        for file in &files {
+            let config = RunConfig::from_file(file).unwrap();
+            let mismatches = check_config(&config, tables).unwrap();
+            assert!(mismatches.is_empty(), "{}: {mismatches:#?}", file.display());
+            // The file name says which row it is.
+            let expected = experiment_file(&config.task, config.method, config.lora.rank);
+            let expected = expected.expect("the row's task/method/rank name a file");
+            assert!(
+                file.ends_with(&expected),
+                "{}: {expected:?}",
+                file.display()
+            );
+        }
+        files.len()
+    }
+
     #[test]
     fn every_glue_config_carries_the_paper_tables() {
         let Some(tables) = tables() else { return };
-        let files = experiment_files("glue");
         // 8 tasks × (lora, sphere, stiefel) × (r8, r16) + one Full FT file per task.
-        assert_eq!(files.len(), 8 * 3 * 2 + 8, "{files:?}");
-        for file in files {
-            let config = RunConfig::from_file(&file).unwrap();
-            let mismatches = check_config(&config, &tables).unwrap();
-            assert!(mismatches.is_empty(), "{}: {mismatches:#?}", file.display());
-            // The file name says which row it is.
-            let name = file.file_stem().unwrap().to_string_lossy().to_string();
-            let expected = match config.method {
-                Method::Full => format!("{}-full", config.task),
-                m => format!("{}-{}-r{}", config.task, m, config.lora.rank),
-            };
-            assert_eq!(name, expected);
+        assert_eq!(check_family("glue", &tables), 8 * 3 * 2 + 8);
+    }
+
+    #[test]
+    fn every_squad_config_carries_the_paper_tables() {
+        let Some(tables) = tables() else { return };
+        // 2 versions × (lora, sphere, stiefel) × (r8, r16) + one Full FT file per version.
+        assert_eq!(check_family("squad", &tables), 2 * 3 * 2 + 2);
+        // The official scripts' metric names: v1.1 exact_match/f1, v2.0 exact/f1.
+        let read = |task: &str| {
+            let path = experiment_file(task, Method::Stiefel, 8).unwrap();
+            let config = RunConfig::from_file(&path).unwrap();
+            let squad = config.squad.clone().unwrap();
+            assert_eq!((config.max_len, squad.doc_stride), (384, 128));
+            config.paper.unwrap().reported
+        };
+        let v1 = read("squad-v1.1");
+        assert_eq!(v1.get("dev.exact_match"), Some(&88.68));
+        assert_eq!(v1.get("dev.f1"), Some(&94.23));
+        let v2 = read("squad-v2.0");
+        assert_eq!(v2.get("dev.exact"), Some(&86.35));
+        assert_eq!(v2.get("dev.f1"), Some(&89.09));
+    }
+
+    #[test]
+    fn squad_version_method_and_rank_resolve_to_the_papers_row() {
+        let Some(tables) = tables() else { return };
+        for task in ["squad-v1.1", "squad-v2.0"] {
+            for method in [Method::Lora, Method::Sphere, Method::Stiefel, Method::Full] {
+                for rank in [8, 16] {
+                    let file = experiment_file(task, method, rank).unwrap();
+                    let config = RunConfig::from_file(&file).unwrap().resolve().unwrap();
+                    assert_eq!((config.task.as_str(), config.method), (task, method));
+                    if method.uses_adapters() {
+                        assert_eq!(config.lora.rank, rank);
+                    }
+                    let mismatches = check_config(&config, &tables).unwrap();
+                    assert!(mismatches.is_empty(), "{}: {mismatches:?}", file.display());
+                }
+            }
         }
+        let file = experiment_file("squad-v1.1", Method::Sphere, 16).unwrap();
+        assert!(file.ends_with("experiments/squad/v1.1-sphere-r16.toml"));
+        let file = experiment_file("squad-v2.0", Method::Full, 8).unwrap();
+        assert!(file.ends_with("experiments/squad/v2.0-full.toml"));
+        assert!(experiment_file("squad-v3", Method::Stiefel, 8).is_none());
     }
 
     #[test]
     fn task_method_and_rank_alone_resolve_to_the_papers_row() {
-        use crate::train::config::experiment_file;
         let Some(tables) = tables() else { return };
         for task in ["mnli", "sst2", "cola", "qqp", "qnli", "rte", "mrpc", "stsb"] {
             for method in [Method::Lora, Method::Sphere, Method::Stiefel, Method::Full] {
@@ -399,5 +559,88 @@ mod tests {
             .collect();
         assert!(keys.contains(&"optimizer.mu".to_string()), "{keys:?}");
         assert!(keys.contains(&"paper.reported".to_string()), "{keys:?}");
+    }
+
+    #[test]
+    fn a_drifted_squad_value_is_reported_with_the_paper_value() {
+        let Some(tables) = tables() else { return };
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/squad");
+        let good = RunConfig::from_file(&dir.join("v2.0-sphere-r16.toml")).unwrap();
+        assert!(check_config(&good, &tables).unwrap().is_empty());
+        type Drift = fn(&mut RunConfig);
+        // Each drift, the key reported, and the paper's value (with where it is) in the report.
+        let drifts: [(&str, &str, Drift); 14] = [
+            ("optimizer.mu", "0.85 (squad.sphere.r16.mu[1])", |c| {
+                c.optimizer.mu = 0.9
+            }),
+            ("optimizer.lower", "0.25 (squad.sphere.r16.lower[1])", |c| {
+                c.optimizer.lower = 0.5
+            }),
+            ("optimizer.upper", "0.5 (squad.sphere.r16.upper[1])", |c| {
+                c.optimizer.upper = 0.75
+            }),
+            ("epochs", "4 (squad.epochs)", |c| c.epochs = 3),
+            ("lr", "0.003 (squad.learning_rate)", |c| c.lr = 3e-4),
+            ("batch_size", "64 (squad.batch_size)", |c| c.batch_size = 32),
+            ("warmup_ratio", "0.06 (squad.warmup_ratio)", |c| {
+                c.warmup_ratio = 0.1
+            }),
+            ("optimizer.weight_decay", "0.1 (squad.weight_decay)", |c| {
+                c.optimizer.weight_decay = 0.01
+            }),
+            ("optimizer.beta_2", "0.999 (squad.beta2)", |c| {
+                c.optimizer.beta_2 = 0.98
+            }),
+            ("lora.target_modules", "squad.lora_targets", |c| {
+                c.lora.target_modules = vec!["query_proj".into(), "value_proj".into()]
+            }),
+            ("max_len", "384", |c| c.max_len = 512),
+            ("squad.doc_stride", "128", |c| {
+                c.squad.as_mut().unwrap().doc_stride = 64
+            }),
+            ("squad.dev_file", "dev-v2.0.json", |c| {
+                c.squad.as_mut().unwrap().dev_file = "dev-v1.1.json".into()
+            }),
+            ("paper.reported", "results.toml squad.sphere_r16", |c| {
+                c.paper
+                    .as_mut()
+                    .unwrap()
+                    .reported
+                    .insert("dev.exact".into(), 86.0);
+            }),
+        ];
+        for (key, paper, drift) in drifts {
+            let mut config = good.clone();
+            drift(&mut config);
+            let found = check_config(&config, &tables).unwrap();
+            assert_eq!(found.len(), 1, "{key}: {found:?}");
+            assert_eq!(found[0].key, key);
+            assert!(found[0].paper.contains(paper), "{key}: {}", found[0]);
+        }
+        // The version selects the column: the v2.0 file read as v1.1 has v1.1's μ (0.9), scores
+        // and data files.
+        let mut v1 = good.clone();
+        v1.task = "squad-v1.1".into();
+        let found = check_config(&v1, &tables).unwrap();
+        let keys: Vec<&str> = found.iter().map(|m| m.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "optimizer.mu",
+                "squad.train_file",
+                "squad.dev_file",
+                "paper.reported"
+            ],
+            "{found:?}"
+        );
+        assert!(found[0].paper.starts_with("0.9 (squad.sphere.r16.mu[0])"));
+        // Full FT: no tabulated lr, the files' documented 3e-5 (not GLUE's 2e-5).
+        let mut full = RunConfig::from_file(&dir.join("v1.1-full.toml")).unwrap();
+        assert!(check_config(&full, &tables).unwrap().is_empty());
+        full.lr = FULL_FT_LR;
+        let found = check_config(&full, &tables).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].key, "lr");
+        assert!(found[0].paper.contains("0.00003"), "{}", found[0]);
     }
 }
