@@ -4,6 +4,7 @@
 //! CUDA (see [`backend`]).
 
 pub mod backend;
+pub mod cli;
 pub mod data;
 pub mod error;
 pub mod lora;

@@ -13,6 +13,7 @@ use crate::lora::LoraConfig;
 use crate::manifold::Manifold;
 use crate::optim::{ManifoldAdamWConfig, StepSchedule};
 use crate::paper::PaperRow;
+use crate::tasks::TaskKind;
 
 /// The three methods the paper compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -126,6 +127,58 @@ pub struct RunConfig {
     pub optimizer: ManifoldAdamWConfig,
     /// The row of the paper's tables this configuration reproduces, with the reported score.
     pub paper: Option<PaperRow>,
+    /// SQuAD windows and answer extraction (SQuAD tasks only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub squad: Option<SquadOptions>,
+}
+
+/// SQuAD settings beyond the common ones, with run_qa's defaults. The window length is the
+/// common `max_len` (384 in run_qa and in `experiments/squad/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SquadOptions {
+    /// Context tokens shared by consecutive windows of one long context.
+    pub doc_stride: usize,
+    /// How many of the highest start (and end) logits of each window are paired.
+    pub n_best_size: usize,
+    /// Longest answer, in tokens.
+    pub max_answer_length: usize,
+    /// v2.0: predict "" when null score − best span score exceeds this.
+    pub null_score_diff_threshold: f32,
+    /// Split the questions of `dev_file` by article: this many articles, drawn with the seed,
+    /// train, and the other articles evaluate (for data without a train split, like
+    /// `../shared`); `train_file` is then not read.
+    pub split_by_article: Option<usize>,
+    /// Training file, relative to `data_dir` (`train-v1.1.json`, `train-v2.0.json`).
+    pub train_file: String,
+    /// Dev file, relative to `data_dir`; ignored with `split_by_article`.
+    pub dev_file: String,
+}
+
+impl SquadOptions {
+    /// The defaults with `version`'s official file names.
+    pub fn for_version(version: crate::tasks::squad::data::SquadVersion) -> Self {
+        let [train, dev] = crate::tasks::squad::task::official_files(version);
+        Self {
+            train_file: train.into(),
+            dev_file: dev.into(),
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for SquadOptions {
+    fn default() -> Self {
+        Self {
+            doc_stride: 128,
+            n_best_size: 20,
+            max_answer_length: 30,
+            null_score_diff_threshold: 0.0,
+            split_by_article: None,
+            train_file: "train-v1.1.json".into(),
+            dev_file: "dev-v1.1.json".into(),
+        }
+    }
 }
 
 impl Default for RunConfig {
@@ -161,6 +214,7 @@ impl Default for RunConfig {
                 ..ManifoldAdamWConfig::default()
             },
             paper: None,
+            squad: None,
         }
     }
 }
@@ -212,10 +266,19 @@ impl RunConfig {
     }
 
     /// The task, parsed.
+    pub fn task_kind(&self) -> Result<TaskKind> {
+        TaskKind::parse(&self.task)
+    }
+
+    /// The task as a GLUE task; an error for any other task.
     pub fn glue_task(&self) -> Result<GlueTask> {
-        self.task
-            .parse()
-            .map_err(|e: Error| Error::config("task", e.to_string()))
+        match self.task_kind()? {
+            TaskKind::Glue(task) => Ok(task),
+            other => Err(Error::config(
+                "task",
+                format!("`{other}` is not a GLUE task; run it with its own binary"),
+            )),
+        }
     }
 
     /// Makes the method the single source of the manifold settings, then checks every value.
@@ -228,7 +291,7 @@ impl RunConfig {
             self.optimizer.step_schedule = StepSchedule::Off;
             self.optimizer.mu = 0.0;
         }
-        self.glue_task()?;
+        self.task_kind()?;
         self.lora.validate()?;
         self.optimizer.validate()?;
         if self.method.uses_adapters() && self.lora.target_modules.is_empty() {
@@ -320,18 +383,24 @@ impl RunConfig {
 }
 
 /// The experiment file of the paper's row for (task, method, rank): `experiments/glue/
-/// <task>-<method>-r<rank>.toml` (`<task>-full.toml` for full fine-tuning), looked up in the
+/// <task>-<method>-r<rank>.toml` or `experiments/squad/<version>-<method>-r<rank>.toml`
+/// (`…-full.toml` for full fine-tuning), looked up in the
 /// working directory, then in this crate's source tree; `None` when there is none.
 pub fn experiment_file(task: &str, method: Method, rank: usize) -> Option<PathBuf> {
-    let task = task
-        .parse::<GlueTask>()
-        .map(|t| t.name().to_string())
-        .unwrap_or_else(|_| task.to_ascii_lowercase());
-    let name = match method {
-        Method::Full => format!("{task}-full.toml"),
-        m => format!("{task}-{m}-r{rank}.toml"),
+    // GLUE: experiments/glue/<task>-…; SQuAD: experiments/squad/<version>-….
+    let (family, stem) = match TaskKind::parse(task) {
+        Ok(TaskKind::Glue(t)) => ("glue", t.name().to_string()),
+        Ok(TaskKind::Squad(v)) => (
+            "squad",
+            format!("v{}", v.version_string().trim_start_matches('v')),
+        ),
+        Err(_) => ("glue", task.to_ascii_lowercase()),
     };
-    let relative = Path::new("experiments/glue").join(name);
+    let name = match method {
+        Method::Full => format!("{stem}-full.toml"),
+        m => format!("{stem}-{m}-r{rank}.toml"),
+    };
+    let relative = Path::new("experiments").join(family).join(name);
     [PathBuf::new(), PathBuf::from(env!("CARGO_MANIFEST_DIR"))]
         .into_iter()
         .map(|root| root.join(&relative))
@@ -562,7 +631,7 @@ mod tests {
             .to_string()
             .contains("grad_accumulation"));
         let bad_task = RunConfig {
-            task: "squad".into(),
+            task: "squad-v3".into(),
             ..RunConfig::default()
         };
         assert!(bad_task.resolve().unwrap_err().to_string().contains("task"));

@@ -3,4 +3,8 @@
 pub mod data;
 pub mod evaluate;
 pub mod features;
+pub mod model;
 pub mod postprocess;
+pub mod task;
+
+pub use task::{run, QaSplit, Squad};

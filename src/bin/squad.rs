@@ -1,0 +1,156 @@
+//! SQuAD v1.1/v2.0 fine-tuning with Manifold-LoRA (paper Table 2).
+//!
+//! ```sh
+//! cargo run --release --bin squad -- download
+//! cargo run --release --features cuda --bin squad -- --version 2.0 --method stiefel --rank 8
+//! ```
+//!
+//! Settings come from `experiments/squad/v<version>-<method>-r<rank>.toml` (the paper's Table 5)
+//! when it exists, or `--config FILE`; every flag overrides the file, and `--set key=value` any
+//! key (e.g. `--set squad.doc_stride=64`). A run directory gets, besides what every run writes,
+//! `predictions.json` (and `null_odds.json` for v2.0) in the official formats and `eval.json`
+//! with the official script's numbers.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use manifold_lora::backend::{self, Train};
+use manifold_lora::cli::TrainArgs;
+use manifold_lora::data::download::download_file;
+use manifold_lora::error::{Error, Result};
+use manifold_lora::tasks::squad::data::SquadVersion;
+use manifold_lora::tasks::squad::task::{default_config, official_files};
+use manifold_lora::tasks::TaskKind;
+
+/// Where the official files are published.
+const SQUAD_URL: &str = "https://rajpurkar.github.io/SQuAD-explorer/dataset";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "squad",
+    about = "Fine-tune a transformer on SQuAD v1.1 or v2.0 with (Manifold-)LoRA",
+    // `--version` names the SQuAD version here; the crate version is `-V`.
+    disable_version_flag = true,
+    args_conflicts_with_subcommands = true,
+    allow_negative_numbers = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// SQuAD version: 1.1 or 2.0.
+    #[arg(long = "version", default_value = "1.1")]
+    squad_version: String,
+    /// Print the crate version and exit.
+    #[arg(short = 'V')]
+    crate_version: bool,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Download the official train and dev files into the data directory.
+    Download {
+        /// Versions, comma-separated (default: both).
+        #[arg(long, value_delimiter = ',')]
+        versions: Vec<String>,
+        /// Destination.
+        #[arg(long, default_value = "datasets/squad")]
+        data_dir: PathBuf,
+    },
+}
+
+fn parse_version(v: &str) -> Result<SquadVersion> {
+    match TaskKind::parse(&format!("squad-v{}", v.trim_start_matches('v'))) {
+        Ok(TaskKind::Squad(version)) => Ok(version),
+        _ => Err(Error::config("version", format!("`{v}`: use 1.1 or 2.0"))),
+    }
+}
+
+/// Fetches the files of `versions` that `data_dir` lacks.
+fn download(data_dir: &std::path::Path, versions: &[SquadVersion]) -> Result<()> {
+    std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
+    for &version in versions {
+        for name in official_files(version) {
+            let dest = data_dir.join(name);
+            if dest.is_file() {
+                println!("{} present", dest.display());
+                continue;
+            }
+            println!("downloading {name}");
+            download_file(&format!("{SQUAD_URL}/{name}"), &dest).map_err(|e| {
+                Error::Other(format!(
+                    "{e}. Without network access, copy the official {name} into {} by hand",
+                    data_dir.display()
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn train(cli: &mut Cli) -> Result<()> {
+    let version = parse_version(&cli.squad_version)?;
+    let args = &mut cli.train;
+    if let Some(task) = &args.task {
+        if TaskKind::parse(task)? != TaskKind::Squad(version) {
+            return Err(Error::config(
+                "task",
+                format!("`{task}` disagrees with --version {}", cli.squad_version),
+            ));
+        }
+    }
+    args.task = Some(TaskKind::Squad(version).to_string());
+    args.defaults = Some(default_config(version));
+    let config = args.resolved()?;
+    if args.print_config {
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
+    let options = config.squad.clone().unwrap_or_default();
+    if args.download && options.split_by_article.is_none() {
+        download(&config.data_dir, &[version])?;
+    }
+    let device = backend::device();
+    let summary = manifold_lora::tasks::squad::run::<Train>(config, args.options(), &device)?;
+    if !summary.completed {
+        return Ok(());
+    }
+    println!("best epoch {}", summary.best_epoch);
+    for (split, scores) in &summary.dev_scores {
+        println!("{split}: {scores}");
+    }
+    println!("run directory: {}", summary.run_dir.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let mut cli = Cli::parse();
+    if cli.crate_version {
+        println!("squad {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let result = match &cli.command {
+        Some(Command::Download { versions, data_dir }) => versions
+            .iter()
+            .map(|v| parse_version(v))
+            .collect::<Result<Vec<_>>>()
+            .and_then(|versions| {
+                let versions = if versions.is_empty() {
+                    vec![SquadVersion::V1, SquadVersion::V2]
+                } else {
+                    versions
+                };
+                download(data_dir, &versions)
+            }),
+        None => train(&mut cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The command line every task binary shares (`glue`, `squad`): the experiment file of the
+//! paper's row, typed flags over it, `--set key=value` over those, and `--resume`'s rules.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::error::{Error, Result};
+use crate::train::config::experiment_file;
+use crate::train::run::{RunOptions, CONFIG_FILE};
+use crate::train::{Method, RunConfig};
+
+/// Flags that configure a training run.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Experiment TOML; default experiments/<family>/<task>-<method>-r<rank>.toml when it exists.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Task: a GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or squad-v1.1,
+    /// squad-v2.0.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// lora (plain AdamW baseline), sphere (oblique B), stiefel (orthonormal B) or full (full
+    /// fine-tuning, no adapters).
+    #[arg(long)]
+    pub method: Option<String>,
+    /// LoRA rank r.
+    #[arg(long)]
+    pub rank: Option<usize>,
+    /// LoRA alpha (scale alpha/r).
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// Model: a Hugging Face directory, or a Hub id downloaded into models/.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Data directory (GLUE: glue_data layout; SQuAD: the official JSON files).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Fetch the task's data into --data-dir first if it is missing.
+    #[arg(long)]
+    pub download: bool,
+    /// Where run directories are created.
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+    /// Run directory name (default <task>-<method>-r<rank>-s<seed>).
+    #[arg(long)]
+    pub run_name: Option<String>,
+    /// Continue the run in the run directory from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// With --resume: continue from this epoch's checkpoint instead of the newest.
+    #[arg(long, requires = "resume")]
+    pub resume_from: Option<usize>,
+    /// Training epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Examples per optimizer step.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Micro-batches per optimizer step (must divide --batch-size).
+    #[arg(long)]
+    pub grad_accumulation: Option<usize>,
+    /// Maximum tokens per example.
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Train on a seeded subsample of N examples.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Evaluate on the first N dev examples.
+    #[arg(long)]
+    pub dev_limit: Option<usize>,
+    /// Seed of initialisation, data order and dropout.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Penalty weight μ of the landing step.
+    #[arg(long)]
+    pub mu: Option<f64>,
+    /// Lower clip of the step-size factor.
+    #[arg(long)]
+    pub lower: Option<f64>,
+    /// Upper clip of the step-size factor.
+    #[arg(long)]
+    pub upper: Option<f64>,
+    /// Decoupled weight decay.
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Batch examples of similar length together (less padding, faster).
+    #[arg(long)]
+    pub length_bucketing: bool,
+    /// Any config key, e.g. --set optimizer.penalty_scaling=unscaled (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Stop once this epoch is validated (resume later with --resume).
+    #[arg(long)]
+    pub stop_after_epoch: Option<usize>,
+    /// Print the resolved configuration and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Settings when no experiment file applies: the binary's task family
+    /// ([`RunConfig::default`], GLUE's, when unset).
+    #[arg(skip)]
+    pub defaults: Option<RunConfig>,
+}
+
+impl TrainArgs {
+    /// The config keys this command line sets explicitly.
+    pub fn explicit_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = [
+            ("task", self.task.is_some()),
+            ("method", self.method.is_some()),
+            ("lora.rank", self.rank.is_some()),
+            ("lora.alpha", self.alpha.is_some()),
+            ("model", self.model.is_some()),
+            ("data_dir", self.data_dir.is_some()),
+            ("epochs", self.epochs.is_some()),
+            ("lr", self.lr.is_some()),
+            ("batch_size", self.batch_size.is_some()),
+            ("grad_accumulation", self.grad_accumulation.is_some()),
+            ("max_len", self.max_len.is_some()),
+            ("train_limit", self.train_limit.is_some()),
+            ("dev_limit", self.dev_limit.is_some()),
+            ("seed", self.seed.is_some()),
+            ("optimizer.mu", self.mu.is_some()),
+            ("optimizer.lower", self.lower.is_some()),
+            ("optimizer.upper", self.upper.is_some()),
+            ("optimizer.weight_decay", self.weight_decay.is_some()),
+            ("length_bucketing", self.length_bucketing),
+        ]
+        .into_iter()
+        .filter(|(_, given)| *given)
+        .map(|(key, _)| key.to_string())
+        .collect();
+        keys.extend(
+            self.set
+                .iter()
+                .filter_map(|s| Some(s.split_once('=')?.0.trim().to_string())),
+        );
+        if self.config.is_some() {
+            keys.push(String::new()); // every key of the file
+        }
+        keys
+    }
+
+    /// File config (or defaults), then typed flags, then `--set`.
+    pub fn config(&self) -> Result<RunConfig> {
+        let defaults = self.defaults.clone().unwrap_or_default();
+        let method: Option<Method> = self.method.as_deref().map(str::parse).transpose()?;
+        let mut config = match &self.config {
+            // An explicit file is authoritative for task, method and rank unless a flag says
+            // otherwise.
+            Some(path) => {
+                println!("config: {}", path.display());
+                RunConfig::from_file(path)?
+            }
+            None => {
+                let task = self.task.clone().unwrap_or(defaults.task.clone());
+                let method = method.unwrap_or(defaults.method);
+                let rank = self.rank.unwrap_or(defaults.lora.rank);
+                match experiment_file(&task, method, rank) {
+                    Some(path) => {
+                        println!("config: {}", path.display());
+                        RunConfig::from_file(&path)?
+                    }
+                    None => defaults,
+                }
+            }
+        };
+        if let Some(task) = &self.task {
+            config.task = task.clone();
+        }
+        if let Some(method) = method {
+            config.method = method;
+        }
+        if let Some(rank) = self.rank {
+            config.lora.rank = rank;
+        }
+        macro_rules! set {
+            ($($flag:ident => $($field:ident).+),* $(,)?) => {
+                $(if let Some(v) = self.$flag.clone() { config.$($field).+ = v.into(); })*
+            };
+        }
+        set!(
+            alpha => lora.alpha,
+            model => model,
+            data_dir => data_dir,
+            output_dir => output_dir,
+            epochs => epochs,
+            lr => lr,
+            batch_size => batch_size,
+            grad_accumulation => grad_accumulation,
+            max_len => max_len,
+            seed => seed,
+            mu => optimizer.mu,
+            lower => optimizer.lower,
+            upper => optimizer.upper,
+            weight_decay => optimizer.weight_decay,
+        );
+        if self.run_name.is_some() {
+            config.run_name = self.run_name.clone();
+        }
+        if self.train_limit.is_some() {
+            config.train_limit = self.train_limit;
+        }
+        if self.dev_limit.is_some() {
+            config.dev_limit = self.dev_limit;
+        }
+        if self.length_bucketing {
+            config.length_bucketing = true;
+        }
+        config.with_overrides(&self.set)?.resolve()
+    }
+
+    /// The run's configuration: [`TrainArgs::config`], or with `--resume` the run's own
+    /// `config.toml` (refusing flags that ask for something else).
+    pub fn resolved(&self) -> Result<RunConfig> {
+        let args = self;
+        let mut config = args.config()?;
+        if args.resume {
+            // The run's own config is authoritative; flags only locate the run, and a flag that
+            // asks for something else is refused rather than silently ignored.
+            let run_dir = config.output_dir.join(config.run_name());
+            let path = run_dir.join(CONFIG_FILE);
+            let mut saved = RunConfig::from_file(&path)?.resolve()?;
+            let explicit = args.explicit_keys();
+            let asked: Vec<String> = saved
+                .diff(&config, &["output_dir", "run_name"])
+                .into_iter()
+                .filter(|(key, _, _)| {
+                    explicit
+                        .iter()
+                        .any(|k| k.is_empty() || key == k || key.starts_with(&format!("{k}.")))
+                })
+                .map(|(key, run, flag)| {
+                    format!("{key}: the run has {run}, the command asks {flag}")
+                })
+                .collect();
+            if !asked.is_empty() {
+                return Err(Error::Other(format!(
+                    "--resume continues {} with its own settings; {}. Drop those flags, or start a \
+                     new run with another --run-name",
+                    run_dir.display(),
+                    asked.join("; ")
+                )));
+            }
+            // The run lives where it was found (a moved or copied run directory resumes in place).
+            saved.output_dir = config.output_dir.clone();
+            saved.run_name = Some(config.run_name());
+            config = saved;
+        }
+        Ok(config)
+    }
+
+    /// How to run.
+    pub fn options(&self) -> RunOptions {
+        RunOptions {
+            resume: self.resume,
+            stop_after_epoch: self.stop_after_epoch,
+            resume_from: self.resume_from,
+        }
+    }
+}
