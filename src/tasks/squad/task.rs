@@ -12,6 +12,7 @@ use crate::data::rng::SplitMix64;
 use crate::data::tokenize::{pad_batch, Encoded, EncoderOptions, TextEncoder};
 use crate::error::{Error, Result};
 use crate::models::loader::LoadReport;
+use crate::tasks::squad::baseline::baseline;
 use crate::tasks::squad::data::{
     read_squad, split_by_article, ArticleCount, SquadExample, SquadFile, SquadVersion,
 };
@@ -315,6 +316,11 @@ impl Task for Squad {
                 )));
             }
         }
+        let baseline = baseline(&train, &dev)?;
+        println!(
+            "trivial baseline (first {} words of the best-overlap sentence): EM {:.2} F1 {:.2}",
+            baseline.k, baseline.exact_match, baseline.f1
+        );
         let (train_features, train_stats) = featurizer.featurize(&train);
         let (dev_features, dev_stats) = featurizer.featurize(&dev);
         for (what, stats) in [("training", &train_stats), ("dev", &dev_stats)] {
@@ -350,6 +356,7 @@ impl Task for Squad {
             skipped_rows: 0,
             report: json!({
                 "split": split_note,
+                "baseline": baseline,
                 "train": stats_json(&train_stats),
                 "dev": stats_json(&dev_stats),
             }),
