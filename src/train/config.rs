@@ -1,5 +1,5 @@
-//! The resolved configuration of a GLUE run: what `experiments/glue/*.toml` files hold, what the
-//! `glue` binary's flags override, and what a run directory's `config.toml` records.
+//! The resolved configuration of a run: what `experiments/{glue,squad}/*.toml` files hold, what the
+//! task binaries' flags override, and what a run directory's `config.toml` records.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -83,7 +83,7 @@ impl FromStr for Method {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunConfig {
-    /// GLUE task (`rte`, `sst2`, `stsb`, …).
+    /// The task: a GLUE task (`rte`, `sst2`, `stsb`, …) or `squad-v1.1` / `squad-v2.0`.
     pub task: String,
     /// lora, sphere or stiefel; sets the manifold of the adapters and of the optimizer.
     pub method: Method,
@@ -149,9 +149,10 @@ pub struct SquadOptions {
     /// train, and the other articles evaluate (for data without a train split, like
     /// `../shared`); `train_file` is then not read.
     pub split_by_article: Option<usize>,
-    /// Training file, relative to `data_dir` (`train-v1.1.json`, `train-v2.0.json`).
+    /// Training file, relative to `data_dir` (`train-v1.1.json`, `train-v2.0.json`); not read
+    /// with `split_by_article`.
     pub train_file: String,
-    /// Dev file, relative to `data_dir`; ignored with `split_by_article`.
+    /// Dev file, relative to `data_dir`; with `split_by_article`, the file that is split.
     pub dev_file: String,
 }
 
