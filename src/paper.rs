@@ -2,7 +2,8 @@
 //! tabulated value of a configuration is the paper's.
 //!
 //! `shared/paper/hyperparameters.toml` (appendix B, Tables 4–6) and `shared/paper/results.toml`
-//! (Tables 1–3) hold the tables exactly as printed. The experiment files under `experiments/` are
+//! (Tables 1–3) hold the tables exactly as printed: GLUE (Tables 6 and 1), SQuAD (Tables 5 and 2)
+//! and E2E NLG (Tables 4 and 3). The experiment files under `experiments/` are
 //! plain TOML a user can read and edit, so a test compares each of them with the tables
 //! ([`check_config`]): a value that drifts from the paper fails CI instead of silently changing
 //! what a run reproduces.
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::tasks::squad::data::SquadVersion;
 use crate::tasks::TaskKind;
-use crate::train::config::{Method, RunConfig};
+use crate::train::config::{E2eOptions, Method, RunConfig};
 
 /// The row of the paper a configuration reproduces (the `[paper]` table of an experiment file),
 /// copied into `results.json` so a run can be shown next to the paper's number.
@@ -27,8 +28,22 @@ pub struct PaperRow {
     pub hyperparameters: String,
     /// Where the reported score comes from, e.g. `Table 1: stiefel_r8`.
     pub results: String,
-    /// The reported scores (percent, as printed) by `results.json` key, e.g. `dev.accuracy`.
+    /// The reported scores as the paper prints them, by `results.json` key, e.g. `dev.accuracy`:
+    /// percent for GLUE, SQuAD and E2E's BLEU, METEOR and ROUGE-L, but E2E's NIST and CIDEr as
+    /// raw scores (8.82, 2.53). [`printed_scale`] turns a run's value into the same scale.
     pub reported: BTreeMap<String, f64>,
+}
+
+/// What a run's `results.json` value of `key` (`<split>.<metric>`) is multiplied by to be on the
+/// scale the paper prints it in: 100 for the scores in [0, 1] that the tables print in percent
+/// (accuracy, F1, EM, correlations, E2E's BLEU, METEOR and ROUGE-L), 1 for E2E's NIST and CIDEr,
+/// which Table 3 prints raw, as the official E2E scorer reports them (NIST ≈ 8.8, CIDEr ≈ 2.5).
+pub fn printed_scale(key: &str) -> f64 {
+    let metric = key.rsplit_once('.').map_or(key, |(_, metric)| metric);
+    match metric {
+        "nist" | "cider" => 1.0,
+        _ => 100.0,
+    }
 }
 
 /// Full fine-tuning's learning rate on GLUE: the paper tabulates none (Table 1 quotes its Full FT
@@ -44,6 +59,34 @@ pub const SQUAD_MAX_LEN: usize = 384;
 
 /// SQuAD's window stride: Table 5 gives none; run_qa.py's default with a 384-token window.
 pub const SQUAD_DOC_STRIDE: usize = 128;
+
+/// E2E's adapted projections: the query and value thirds of GPT-2's fused `c_attn`, as the LoRA
+/// paper adapts them (Table 4 is silent; the paper follows the LoRA paper's E2E setup, as the
+/// comment of `hyperparameters.toml`'s `[e2e]` records).
+pub const E2E_TARGETS: [&str; 2] = ["c_attn.q", "c_attn.v"];
+
+/// E2E's LoRA alpha: the LoRA paper's E2E setting, which the paper follows (not in Table 4).
+pub const E2E_ALPHA: f64 = 32.0;
+
+/// E2E's sequence length: Table 4 gives none; 512 fits every E2E prompt and reference (the longest
+/// dev/test pair is about 140 GPT-2 tokens) and stays under GPT-2's 1024 positions.
+pub const E2E_MAX_LEN: usize = 512;
+
+/// E2E's longest output in tokens: not tabulated.
+pub const E2E_MAX_NEW_TOKENS: usize = 64;
+
+/// E2E's loss and decoding, the LoRA paper's E2E setup which the paper follows (not in Table 4):
+/// label smoothing, beam width, length penalty, no-repeat n-gram size.
+pub const E2E_LABEL_SMOOTHING: f64 = 0.1;
+/// See [`E2E_LABEL_SMOOTHING`].
+pub const E2E_NUM_BEAMS: usize = 10;
+/// See [`E2E_LABEL_SMOOTHING`].
+pub const E2E_LENGTH_PENALTY: f64 = 0.9;
+/// See [`E2E_LABEL_SMOOTHING`].
+pub const E2E_NO_REPEAT_NGRAM_SIZE: usize = 4;
+
+/// The official E2E NLG Challenge files: train, dev, and the test set with its references.
+pub const E2E_FILES: [&str; 3] = ["trainset.csv", "devset.csv", "testset_w_refs.csv"];
 
 /// The paper's names of DeBERTaV3-base's projections and their Hugging Face module names.
 const TARGETS: [(&str, &str); 6] = [
@@ -86,6 +129,24 @@ const SQUAD_REPORTED: [(&str, Reported); 2] = [
     ("v2.0", &[("v2.0_em", "dev.exact"), ("v2.0_f1", "dev.f1")]),
 ];
 
+/// Table 3's columns, with the `results.json` key they correspond to: the E2E task scores the test
+/// split (once, with the best epoch's model).
+const E2E_REPORTED: Reported = &[
+    ("bleu", "test.bleu"),
+    ("nist", "test.nist"),
+    ("meteor", "test.meteor"),
+    ("rouge_l", "test.rouge_l"),
+    ("cider", "test.cider"),
+];
+
+/// GPT-2's size as Table 4's `e2e.models` writes it, from a configuration's `model`: a Hub id
+/// (`gpt2-medium`, `openai-community/gpt2-medium`) or a local directory named for it
+/// (`models/gpt2-medium`), the last path component, as the `e2e` binary finds its file.
+fn e2e_model(model: &str) -> &str {
+    let model = model.trim_end_matches('/');
+    model.rsplit('/').next().unwrap_or(model)
+}
+
 /// A SQuAD version as the tables (and the experiment files' names) write it.
 fn squad_version(version: SquadVersion) -> &'static str {
     match version {
@@ -96,21 +157,25 @@ fn squad_version(version: SquadVersion) -> &'static str {
 
 /// Where a configuration's task is in the paper's tables.
 struct TableRow {
-    /// `glue` or `squad`: the table of `hyperparameters.toml` and `results.toml`.
+    /// `glue`, `squad` or `e2e`: the table of `hyperparameters.toml` and `results.toml`.
     family: &'static str,
-    /// The task (`rte`) or SQuAD version (`v1.1`) as the tables write it.
-    task: &'static str,
-    /// Its index in the tables' per-task lists (`glue.tasks`, `squad.versions`).
+    /// The task (`rte`), SQuAD version (`v1.1`) or GPT-2 size (`gpt2-medium`) as the tables
+    /// write it.
+    task: String,
+    /// Its index in the tables' per-task lists (`glue.tasks`, `squad.versions`, `e2e.models`).
     k: usize,
     /// Its results-table columns.
     reported: Reported,
+    /// Its row of the results table: `stiefel_r8`, `full`, `gpt2_medium_stiefel`.
+    results_row: String,
 }
 
 impl TableRow {
-    fn of(task: &str, tables: &PaperTables) -> Result<Self> {
-        let (family, list, name, reported) = match TaskKind::parse(task)? {
+    fn of(config: &RunConfig, tables: &PaperTables) -> Result<Self> {
+        let (family, list, name, reported) = match TaskKind::parse(&config.task)? {
             TaskKind::Glue(t) => ("glue", "tasks", t.name(), &GLUE_REPORTED[..]),
             TaskKind::Squad(v) => ("squad", "versions", squad_version(v), &SQUAD_REPORTED[..]),
+            TaskKind::E2e => return Self::e2e(config, tables),
         };
         let table = if family == "glue" {
             "Table 6"
@@ -126,11 +191,47 @@ impl TableRow {
             .iter()
             .find(|(t, _)| *t == name)
             .map_or(&[][..], |(_, cols)| *cols);
+        let results_row = match config.method {
+            Method::Full => "full".to_string(),
+            m => format!("{}_r{}", m.name(), config.lora.rank),
+        };
         Ok(Self {
             family,
-            task: name,
+            task: name.to_string(),
             k,
             reported,
+            results_row,
+        })
+    }
+
+    /// E2E's rows are GPT-2 sizes (Table 4's `e2e.models`), at Table 4's one rank; Table 3's row
+    /// is `<size>_<method>` (`gpt2_medium_stiefel`). Table 3 quotes its full fine-tuning rows from
+    /// earlier work: there is no Full FT row to check.
+    fn e2e(config: &RunConfig, tables: &PaperTables) -> Result<Self> {
+        let models = tables.strings(&["e2e", "models"])?;
+        let name = e2e_model(&config.model);
+        let k = models.iter().position(|m| m == name).ok_or_else(|| {
+            Error::config(
+                "model",
+                format!(
+                    "`{}` is not in Table 4 (one of {}, or openai-community/ before it)",
+                    config.model,
+                    models.join(", ")
+                ),
+            )
+        })?;
+        if config.method == Method::Full {
+            return Err(Error::config(
+                "method",
+                "Table 3 has no full fine-tuning row of the paper's own (it quotes earlier work)",
+            ));
+        }
+        Ok(Self {
+            family: "e2e",
+            task: name.to_string(),
+            k,
+            reported: E2E_REPORTED,
+            results_row: format!("{}_{}", name.replace('-', "_"), config.method.name()),
         })
     }
 }
@@ -245,12 +346,14 @@ fn missing(file: &str, path: &[&str]) -> Error {
 }
 
 /// Every tabulated value of a configuration that differs from the paper's tables, by its task:
-/// Tables 6 and 1 for a GLUE task, Tables 5 and 2 for `squad-v1.1`/`squad-v2.0`. Checked: epochs,
-/// lr, batch, warm-up, weight decay, betas, targets, μ, lower, upper, the reported scores, and
-/// GLUE's max length; also the values the tables leave out that the files pin (Full FT's lr,
-/// SQuAD's window and stride) and that a SQuAD file reads its version's data.
+/// Tables 6 and 1 for a GLUE task, Tables 5 and 2 for `squad-v1.1`/`squad-v2.0`, Tables 4 and 3
+/// for `e2e` (the row of its `model`, GPT-2 medium or large). Checked: epochs, lr, batch, warm-up
+/// (E2E's in steps), weight decay, betas, targets, μ, lower, upper, the reported scores, GLUE's
+/// max length, and E2E's rank and LoRA dropout; also the values the tables leave out that the
+/// files pin (Full FT's lr, SQuAD's window and stride, E2E's alpha, length, loss and decoding)
+/// and that a SQuAD or E2E file reads the right data.
 pub fn check_config(config: &RunConfig, tables: &PaperTables) -> Result<Vec<Mismatch>> {
-    let row = TableRow::of(&config.task, tables)?;
+    let row = TableRow::of(config, tables)?;
     let family = row.family;
     let mut out = Vec::new();
     let mut expect = |key: &str, ours: f64, field: &[&str]| -> Result<()> {
@@ -272,7 +375,16 @@ pub fn check_config(config: &RunConfig, tables: &PaperTables) -> Result<Vec<Mism
         expect("lr", config.lr, &["learning_rate"])?;
     }
     expect("batch_size", config.batch_size as f64, &["batch_size"])?;
-    expect("warmup_ratio", config.warmup_ratio, &["warmup_ratio"])?;
+    if family == "e2e" {
+        // Table 4 gives the warm-up in steps; unset (a ratio instead) is reported below.
+        if let Some(steps) = config.warmup_steps {
+            expect("warmup_steps", steps as f64, &["warmup_steps"])?;
+        }
+        expect("lora.rank", config.lora.rank as f64, &["rank"])?;
+        expect("lora.dropout", config.lora.dropout, &["lora_dropout"])?;
+    } else {
+        expect("warmup_ratio", config.warmup_ratio, &["warmup_ratio"])?;
+    }
     if family == "glue" {
         expect("max_len", config.max_len as f64, &["max_seq_length"])?;
     }
@@ -281,11 +393,25 @@ pub fn check_config(config: &RunConfig, tables: &PaperTables) -> Result<Vec<Mism
     expect("optimizer.beta_1", o.beta_1, &["beta1"])?;
     expect("optimizer.beta_2", o.beta_2, &["beta2"])?;
     if matches!(config.method, Method::Sphere | Method::Stiefel) {
-        let rank = format!("r{}", config.lora.rank);
+        // E2E has one rank (Table 4: r = 4), checked above; its μ rows are that rank's.
+        let rank = if family == "e2e" {
+            tables.number(false, &["e2e", "rank"], None)? as usize
+        } else {
+            config.lora.rank
+        };
+        let rank = format!("r{rank}");
         for (key, value) in [("mu", o.mu), ("lower", o.lower), ("upper", o.upper)] {
             let field = [config.method.name(), rank.as_str(), key];
             expect(&format!("optimizer.{key}"), value, &field)?;
         }
+    }
+    if family == "e2e" && config.warmup_steps.is_none() {
+        let (paper, at) = tables.per_task(&["e2e", "warmup_steps"], row.k)?;
+        out.push(Mismatch {
+            key: "warmup_steps".into(),
+            config: format!("unset (warmup_ratio = {})", config.warmup_ratio),
+            paper: format!("{paper} ({at})"),
+        });
     }
     // What the tables leave out and the files pin (each file says why in a comment).
     let mut pinned = |key: &str, ours: String, want: String, why: &str| {
@@ -308,7 +434,7 @@ pub fn check_config(config: &RunConfig, tables: &PaperTables) -> Result<Vec<Mism
     }
     if family == "squad" {
         let why = "none tabulated in Table 5";
-        let version = row.task;
+        let version = &row.task;
         pinned(
             "max_len",
             config.max_len.to_string(),
@@ -336,7 +462,71 @@ pub fn check_config(config: &RunConfig, tables: &PaperTables) -> Result<Vec<Mism
             &why,
         );
     }
-    if config.method.uses_adapters() {
+    if family == "e2e" {
+        let lora_paper = "not in Table 4: the LoRA paper's E2E setting, which the paper follows";
+        let why = "none tabulated in Table 4";
+        pinned(
+            "max_len",
+            config.max_len.to_string(),
+            E2E_MAX_LEN.to_string(),
+            why,
+        );
+        pinned(
+            "lora.alpha",
+            config.lora.alpha.to_string(),
+            E2E_ALPHA.to_string(),
+            lora_paper,
+        );
+        let targets: Vec<String> = E2E_TARGETS.iter().map(|t| t.to_string()).collect();
+        pinned(
+            "lora.target_modules",
+            format!("{:?}", config.lora.target_modules),
+            format!("{targets:?}"),
+            "the query and value projections (hyperparameters.toml's e2e comment)",
+        );
+        let e2e = config.e2e.clone().unwrap_or_default();
+        let E2eOptions {
+            train_file,
+            dev_file,
+            test_file,
+            label_smoothing,
+            num_beams,
+            length_penalty,
+            no_repeat_ngram_size,
+            max_new_tokens,
+            test_limit: _,
+        } = e2e;
+        for (key, ours, want) in [
+            ("e2e.label_smoothing", label_smoothing, E2E_LABEL_SMOOTHING),
+            ("e2e.length_penalty", length_penalty, E2E_LENGTH_PENALTY),
+        ] {
+            pinned(key, ours.to_string(), want.to_string(), lora_paper);
+        }
+        for (key, ours, want) in [
+            ("e2e.num_beams", num_beams, E2E_NUM_BEAMS),
+            (
+                "e2e.no_repeat_ngram_size",
+                no_repeat_ngram_size,
+                E2E_NO_REPEAT_NGRAM_SIZE,
+            ),
+        ] {
+            pinned(key, ours.to_string(), want.to_string(), lora_paper);
+        }
+        pinned(
+            "e2e.max_new_tokens",
+            max_new_tokens.to_string(),
+            E2E_MAX_NEW_TOKENS.to_string(),
+            why,
+        );
+        let why = "the official E2E NLG Challenge data";
+        for (key, ours, want) in [
+            ("e2e.train_file", train_file, E2E_FILES[0]),
+            ("e2e.dev_file", dev_file, E2E_FILES[1]),
+            ("e2e.test_file", test_file, E2E_FILES[2]),
+        ] {
+            pinned(key, ours, want.to_string(), why);
+        }
+    } else if config.method.uses_adapters() {
         let targets: Vec<String> = tables
             .strings(&[family, "lora_targets"])?
             .iter()
@@ -363,17 +553,14 @@ fn hf_target(paper_name: &str) -> Result<String> {
         .ok_or_else(|| Error::config("lora_targets", format!("unknown projection `{paper_name}`")))
 }
 
-/// The `[paper]` row: present, and its reported scores equal the results table's (Table 1, 2).
+/// The `[paper]` row: present, and its reported scores equal the results table's (Table 1, 2, 3).
 fn check_reported(
     config: &RunConfig,
     row: &TableRow,
     tables: &PaperTables,
 ) -> Result<Vec<Mismatch>> {
     let family = row.family;
-    let name = match config.method {
-        Method::Full => "full".to_string(),
-        m => format!("{}_r{}", m.name(), config.lora.rank),
-    };
+    let name = &row.results_row;
     let columns = tables
         .value(true, &[family, "columns"])?
         .as_array()
@@ -387,7 +574,7 @@ fn check_reported(
             .ok_or_else(|| missing("results.toml", &[family, "columns", column]))?;
         expected.insert(
             key.to_string(),
-            tables.number(true, &[family, &name], Some(index))?,
+            tables.number(true, &[family, name], Some(index))?,
         );
     }
     let ours = config.paper.as_ref().map(|p| &p.reported);
@@ -432,9 +619,15 @@ mod tests {
             let config = RunConfig::from_file(file).unwrap();
             let mismatches = check_config(&config, tables).unwrap();
             assert!(mismatches.is_empty(), "{}: {mismatches:#?}", file.display());
-            // The file name says which row it is.
-            let expected = experiment_file(&config.task, config.method, config.lora.rank);
-            let expected = expected.expect("the row's task/method/rank name a file");
+            // The file name says which row it is: E2E's `<model>-<method>.toml`, which the `e2e`
+            // binary looks up, the others' what `experiment_file` resolves.
+            let expected = if family == "e2e" {
+                let name = format!("{}-{}.toml", e2e_model(&config.model), config.method);
+                Path::new("experiments/e2e").join(name)
+            } else {
+                let expected = experiment_file(&config.task, config.method, config.lora.rank);
+                expected.expect("the row's task/method/rank name a file")
+            };
             assert!(
                 file.ends_with(&expected),
                 "{}: {expected:?}",
@@ -642,5 +835,168 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].key, "lr");
         assert!(found[0].paper.contains("0.00003"), "{}", found[0]);
+    }
+
+    #[test]
+    fn every_e2e_config_carries_the_paper_tables() {
+        let Some(tables) = tables() else { return };
+        // 2 GPT-2 sizes × (lora, sphere, stiefel) at Table 4's rank 4; Table 3 has no Full FT
+        // row of its own.
+        assert_eq!(check_family("e2e", &tables), 2 * 3);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/e2e");
+        let read = |name: &str| {
+            let config = RunConfig::from_file(&dir.join(name)).unwrap();
+            let config = config.resolve().unwrap();
+            assert!(check_config(&config, &tables).unwrap().is_empty(), "{name}");
+            config
+        };
+        let medium = read("gpt2-medium-stiefel.toml");
+        assert_eq!(medium.task, "e2e");
+        assert_eq!(medium.warmup_steps, Some(500));
+        assert_eq!((medium.lora.rank, medium.lora.alpha), (4, 32.0));
+        assert_eq!(medium.lora.target_modules, ["c_attn.q", "c_attn.v"]);
+        let o = &medium.optimizer;
+        assert_eq!((o.mu, o.lower, o.upper), (1.0, 0.5, 4.0));
+        let e2e = medium.e2e.clone().unwrap();
+        assert_eq!((e2e.num_beams, e2e.no_repeat_ngram_size), (10, 4));
+        assert_eq!(e2e.test_file, "testset_w_refs.csv");
+        // Table 3's scores as printed: BLEU, METEOR, ROUGE-L in percent, NIST and CIDEr raw.
+        let paper = medium.paper.unwrap();
+        assert_eq!(paper.results, "Table 3: gpt2_medium_stiefel");
+        let expected = [
+            ("test.bleu", 70.1),
+            ("test.nist", 8.82),
+            ("test.meteor", 46.8),
+            ("test.rouge_l", 71.7),
+            ("test.cider", 2.53),
+        ];
+        let expected: BTreeMap<String, f64> =
+            expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        assert_eq!(paper.reported, expected);
+        // The model selects the column: GPT-2 large's sphere row (μ 0.9).
+        let large = read("gpt2-large-sphere.toml");
+        let o = &large.optimizer;
+        assert_eq!((o.mu, o.lower, o.upper), (0.9, 0.5, 2.0));
+        assert_eq!(large.paper.unwrap().reported.get("test.bleu"), Some(&70.9));
+        // The Hub's other name for the same model is the same row.
+        let mut hub = read("gpt2-large-lora.toml");
+        hub.model = "openai-community/gpt2-large".into();
+        assert!(check_config(&hub, &tables).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_drifted_e2e_value_is_reported_with_the_paper_value() {
+        let Some(tables) = tables() else { return };
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/e2e");
+        let good = RunConfig::from_file(&dir.join("gpt2-large-stiefel.toml")).unwrap();
+        assert!(check_config(&good, &tables).unwrap().is_empty());
+        type Drift = fn(&mut RunConfig);
+        // Each drift, the key reported, and the paper's value (with where it is) in the report.
+        let drifts: [(&str, &str, Drift); 21] = [
+            ("lr", "0.0002 (e2e.learning_rate)", |c| c.lr = 1e-4),
+            ("warmup_steps", "500 (e2e.warmup_steps)", |c| {
+                c.warmup_steps = Some(100)
+            }),
+            ("warmup_steps", "500 (e2e.warmup_steps)", |c| {
+                c.warmup_steps = None
+            }),
+            ("optimizer.mu", "1.1 (e2e.stiefel.r4.mu[1])", |c| {
+                c.optimizer.mu = 1.0
+            }),
+            ("optimizer.lower", "0.5 (e2e.stiefel.r4.lower[1])", |c| {
+                c.optimizer.lower = 0.25
+            }),
+            ("optimizer.upper", "2 (e2e.stiefel.r4.upper[1])", |c| {
+                c.optimizer.upper = 4.0
+            }),
+            ("epochs", "5 (e2e.epochs)", |c| c.epochs = 3),
+            ("batch_size", "8 (e2e.batch_size)", |c| c.batch_size = 16),
+            ("optimizer.weight_decay", "0.01 (e2e.weight_decay)", |c| {
+                c.optimizer.weight_decay = 0.1
+            }),
+            ("optimizer.beta_1", "0.9 (e2e.beta1)", |c| {
+                c.optimizer.beta_1 = 0.8
+            }),
+            // The rank is tabulated (4): the μ row stays r4's, the rank itself is reported.
+            ("lora.rank", "4 (e2e.rank)", |c| c.lora.rank = 8),
+            ("lora.dropout", "0 (e2e.lora_dropout)", |c| {
+                c.lora.dropout = 0.1
+            }),
+            ("lora.target_modules", r#"["c_attn.q", "c_attn.v"]"#, |c| {
+                c.lora.target_modules = vec!["c_attn".into()]
+            }),
+            ("lora.target_modules", r#"["c_attn.q", "c_attn.v"]"#, |c| {
+                c.lora.target_modules.push("c_proj".into())
+            }),
+            ("lora.alpha", "32", |c| c.lora.alpha = 8.0),
+            ("max_len", "512", |c| c.max_len = 1024),
+            ("e2e.num_beams", "10", |c| {
+                c.e2e.as_mut().unwrap().num_beams = 4
+            }),
+            ("e2e.label_smoothing", "0.1", |c| {
+                c.e2e.as_mut().unwrap().label_smoothing = 0.0
+            }),
+            ("e2e.max_new_tokens", "64", |c| {
+                c.e2e.as_mut().unwrap().max_new_tokens = 128
+            }),
+            ("e2e.test_file", "testset_w_refs.csv", |c| {
+                c.e2e.as_mut().unwrap().test_file = "testset.csv".into()
+            }),
+            (
+                "paper.reported",
+                "results.toml e2e.gpt2_large_stiefel",
+                |c| {
+                    c.paper
+                        .as_mut()
+                        .unwrap()
+                        .reported
+                        .insert("test.nist".into(), 88.6);
+                },
+            ),
+        ];
+        for (key, paper, drift) in drifts {
+            let mut config = good.clone();
+            drift(&mut config);
+            let found = check_config(&config, &tables).unwrap();
+            assert_eq!(found.len(), 1, "{key}: {found:?}");
+            assert_eq!(found[0].key, key);
+            assert!(found[0].paper.contains(paper), "{key}: {}", found[0]);
+        }
+        // The model selects the column: the large file read as GPT-2 medium has medium's μ and
+        // upper (1.0, 4.0) and scores.
+        let mut medium = good.clone();
+        medium.model = "openai-community/gpt2-medium".into();
+        let found = check_config(&medium, &tables).unwrap();
+        let keys: Vec<&str> = found.iter().map(|m| m.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["optimizer.mu", "optimizer.upper", "paper.reported"],
+            "{found:?}"
+        );
+        assert!(found[0].paper.starts_with("1 (e2e.stiefel.r4.mu[0])"));
+        assert!(found[2].paper.contains("e2e.gpt2_medium_stiefel"));
+        // No row: a model outside Table 4, and full fine-tuning (Table 3 quotes earlier work's).
+        let mut small = good.clone();
+        small.model = "gpt2".into();
+        assert!(check_config(&small, &tables).is_err());
+        let mut full = good.clone();
+        full.method = Method::Full;
+        assert!(check_config(&full, &tables).is_err());
+    }
+
+    #[test]
+    fn printed_scale_keeps_nist_and_cider_raw() {
+        // Table 3 prints BLEU, METEOR, ROUGE-L in percent, NIST and CIDEr as the scorer does.
+        for key in [
+            "test.bleu",
+            "test.meteor",
+            "test.rouge_l",
+            "dev.accuracy",
+            "dev.f1",
+        ] {
+            assert_eq!(printed_scale(key), 100.0, "{key}");
+        }
+        assert_eq!(printed_scale("test.nist"), 1.0);
+        assert_eq!(printed_scale("test.cider"), 1.0);
     }
 }

@@ -445,6 +445,11 @@ impl<B: Backend> GPT2LMHeadModel<B> {
         load_weights_with(self, weights, &gpt2_weight_rules(), &gpt2_load_options())
     }
 
+    /// Length of the position table: the longest sequence the model embeds.
+    pub fn n_positions(&self) -> usize {
+        self.transformer.wpe.weight.dims()[0]
+    }
+
     /// Number of blocks (the size of a [`KvCache`]).
     pub fn n_layer(&self) -> usize {
         self.transformer.h.len()

@@ -111,6 +111,9 @@ pub struct RunConfig {
     pub lr: f64,
     /// Fraction of the steps spent in linear warm-up (then linear decay to 0).
     pub warmup_ratio: f64,
+    /// Warm-up length in optimizer steps, instead of `warmup_ratio` (E2E's Table 4: 500).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_steps: Option<usize>,
     /// Use only the first N training examples (after a seeded shuffle); all when absent.
     pub train_limit: Option<usize>,
     /// Use only the first N dev examples; all when absent.
@@ -130,6 +133,50 @@ pub struct RunConfig {
     /// SQuAD windows and answer extraction (SQuAD tasks only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub squad: Option<SquadOptions>,
+    /// E2E files, loss and decoding (the E2E task only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e2e: Option<E2eOptions>,
+}
+
+/// E2E NLG settings beyond the common ones: the LoRA paper's E2E setup, which the Manifold-LoRA
+/// paper follows where its Table 4 is silent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct E2eOptions {
+    /// Training CSV, relative to `data_dir`.
+    pub train_file: String,
+    /// Validation CSV (loss and token accuracy every epoch).
+    pub dev_file: String,
+    /// Test CSV with references: generated from and scored once, with the best epoch's model.
+    pub test_file: String,
+    /// Label smoothing of the token cross-entropy.
+    pub label_smoothing: f64,
+    /// Beam width.
+    pub num_beams: usize,
+    /// Length penalty of beam search.
+    pub length_penalty: f64,
+    /// No n-gram of this size repeats in an output (0: off).
+    pub no_repeat_ngram_size: usize,
+    /// Longest output, in tokens.
+    pub max_new_tokens: usize,
+    /// Generate for the first N test meaning representations only (all when absent).
+    pub test_limit: Option<usize>,
+}
+
+impl Default for E2eOptions {
+    fn default() -> Self {
+        Self {
+            train_file: "trainset.csv".into(),
+            dev_file: "devset.csv".into(),
+            test_file: "testset_w_refs.csv".into(),
+            label_smoothing: 0.1,
+            num_beams: 10,
+            length_penalty: 0.9,
+            no_repeat_ngram_size: 4,
+            max_new_tokens: 64,
+            test_limit: None,
+        }
+    }
 }
 
 /// SQuAD settings beyond the common ones, with run_qa's defaults. The window length is the
@@ -199,6 +246,7 @@ impl Default for RunConfig {
             epochs: 50,
             lr: 1.2e-3,
             warmup_ratio: 0.06,
+            warmup_steps: None,
             train_limit: None,
             dev_limit: None,
             length_bucketing: false,
@@ -216,6 +264,7 @@ impl Default for RunConfig {
             },
             paper: None,
             squad: None,
+            e2e: None,
         }
     }
 }
@@ -329,6 +378,17 @@ impl RunConfig {
                 format!("must be positive, got {}", self.lr),
             ));
         }
+        if let Some(e2e) = &self.e2e {
+            if !(0.0..1.0).contains(&e2e.label_smoothing) {
+                return Err(Error::config("e2e.label_smoothing", "must be in [0, 1)"));
+            }
+            if e2e.num_beams == 0 || e2e.max_new_tokens == 0 {
+                return Err(Error::config(
+                    "e2e.num_beams",
+                    "num_beams and max_new_tokens must be at least 1",
+                ));
+            }
+        }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             return Err(Error::config("warmup_ratio", "must be in [0, 1)"));
         }
@@ -395,6 +455,8 @@ pub fn experiment_file(task: &str, method: Method, rank: usize) -> Option<PathBu
             "squad",
             format!("v{}", v.version_string().trim_start_matches('v')),
         ),
+        // E2E's rows are per model size, which the `e2e` binary looks up itself.
+        Ok(TaskKind::E2e) => return None,
         Err(_) => ("glue", task.to_ascii_lowercase()),
     };
     let name = match method {

@@ -245,11 +245,14 @@ where
 
     let micro = config.micro_batch_size();
     let iterations_per_epoch = train.len().div_ceil(micro);
-    let scheduler = WarmupLinear::new(
-        config.lr,
-        config.warmup_ratio,
-        config.epochs * iterations_per_epoch,
-    );
+    let total = config.epochs * iterations_per_epoch;
+    let scheduler = match config.warmup_steps {
+        // Optimizer steps → scheduler steps, which burn-train counts per micro-batch.
+        Some(steps) => {
+            WarmupLinear::with_warmup_steps(config.lr, steps * config.grad_accumulation, total)
+        }
+        None => WarmupLinear::new(config.lr, config.warmup_ratio, total),
+    };
     let optimizer = config.optimizer.init::<B, T::Model<B>>()?;
 
     let first_epoch = resume_epoch.map_or(1, |e| e + 1);
@@ -507,8 +510,9 @@ where
     })
 }
 
-/// The paper row the configuration reproduces, with each reported score next to this run's
-/// (both in percent, as the paper prints them); `null` when the configuration names no row.
+/// The paper row the configuration reproduces, with each reported score next to this run's (in
+/// the paper's units: percent, except NIST and CIDEr, see [`crate::paper::printed_scale`]);
+/// `null` when the configuration names no row.
 fn paper_comparison(row: Option<&PaperRow>, dev: &serde_json::Map<String, Value>) -> Value {
     let Some(row) = row else {
         return Value::Null;
@@ -520,7 +524,7 @@ fn paper_comparison(row: Option<&PaperRow>, dev: &serde_json::Map<String, Value>
             let value = key
                 .split_once('.')
                 .and_then(|(split, metric)| dev.get(split)?.get(metric)?.as_f64())
-                .map(|v| 100.0 * v);
+                .map(|v| crate::paper::printed_scale(key) * v);
             (key.clone(), json!(value))
         })
         .collect();

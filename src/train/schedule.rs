@@ -40,6 +40,16 @@ impl WarmupLinear {
         }
     }
 
+    /// `total` scheduler steps, the first `warmup` of them (at most all) warming up.
+    pub fn with_warmup_steps(peak: f64, warmup: usize, total: usize) -> Self {
+        Self {
+            peak,
+            warmup: warmup.min(total),
+            total: total.max(1),
+            step: 0,
+        }
+    }
+
     /// Steps taken so far.
     pub fn position(&self) -> usize {
         self.step

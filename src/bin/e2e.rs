@@ -1,0 +1,144 @@
+//! E2E NLG fine-tuning of GPT-2 with Manifold-LoRA (paper Table 3), and the official scorer.
+//!
+//! ```sh
+//! cargo run --release --bin e2e -- download
+//! cargo run --release --features cuda --bin e2e -- --model gpt2-medium --method stiefel
+//! cargo run --release --bin e2e -- score references.txt outputs.txt
+//! ```
+//!
+//! Settings come from `experiments/e2e/<model>-<method>.toml` (Table 4, rank 4) when `--model`
+//! names a row, or `--config FILE`; every flag overrides the file and `--set key=value` any key
+//! (e.g. `--set e2e.num_beams=4`). Besides what every run writes, a run directory gets
+//! `outputs-test.txt` (one output per test MR, in file order) and `references-test.txt` (the
+//! official scorer's multi-reference format); `results.json` holds the five scores.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use manifold_lora::backend::{self, Train};
+use manifold_lora::cli::TrainArgs;
+use manifold_lora::data::download::download_file;
+use manifold_lora::error::{Error, Result};
+use manifold_lora::tasks::e2e::data::E2E_FILES;
+use manifold_lora::tasks::e2e::metrics::score_files;
+use manifold_lora::tasks::e2e::task::default_config;
+use manifold_lora::train::Method;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "e2e",
+    version,
+    about = "Fine-tune GPT-2 on the E2E NLG Challenge with (Manifold-)LoRA, or score outputs",
+    args_conflicts_with_subcommands = true,
+    allow_negative_numbers = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Score system outputs (one per line) against references (one per line, instances
+    /// separated by an empty line, or the official CSV): BLEU, NIST, METEOR, ROUGE-L, CIDEr.
+    Score {
+        /// References file.
+        references: PathBuf,
+        /// Outputs file.
+        outputs: PathBuf,
+    },
+    /// Download the official train, dev and test CSVs into the data directory.
+    Download {
+        /// Destination.
+        #[arg(long, default_value = "datasets/e2e")]
+        data_dir: PathBuf,
+    },
+}
+
+/// Fetches the files that `data_dir` lacks.
+fn download(data_dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
+    for (name, url) in E2E_FILES {
+        let dest = data_dir.join(name);
+        if dest.is_file() {
+            println!("{} present", dest.display());
+            continue;
+        }
+        println!("downloading {name}");
+        download_file(url, &dest).map_err(|e| {
+            Error::Other(format!(
+                "{e}. Without network access, copy the official {name} into {} by hand",
+                data_dir.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// `experiments/e2e/<model>-<method>.toml` for a Hub model name (`gpt2-medium`,
+/// `openai-community/gpt2-large`), in the working directory or this crate's tree.
+fn experiment_file(model: &str, method: Method) -> Option<PathBuf> {
+    let size = model.rsplit('/').next().unwrap_or(model);
+    let relative = Path::new("experiments/e2e").join(format!("{size}-{method}.toml"));
+    [PathBuf::new(), PathBuf::from(env!("CARGO_MANIFEST_DIR"))]
+        .into_iter()
+        .map(|root| root.join(&relative))
+        .find(|path| path.is_file())
+}
+
+fn train(args: &mut TrainArgs) -> Result<()> {
+    if args.config.is_none() {
+        let method: Method = args.method.as_deref().unwrap_or("stiefel").parse()?;
+        let model = args.model.as_deref().unwrap_or("gpt2-medium");
+        args.config = experiment_file(model, method);
+    }
+    args.task = Some("e2e".into());
+    args.defaults = Some(default_config());
+    let config = args.resolved()?;
+    if args.print_config {
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
+    if args.download {
+        download(&config.data_dir)?;
+    }
+    let device = backend::device();
+    let summary = manifold_lora::tasks::e2e::run::<Train>(config, args.options(), &device)?;
+    if !summary.completed {
+        return Ok(());
+    }
+    println!("best epoch {}", summary.best_epoch);
+    for (split, scores) in &summary.dev_scores {
+        println!("{split}: {scores}");
+    }
+    println!("run directory: {}", summary.run_dir.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let mut cli = Cli::parse();
+    let result = match &cli.command {
+        Some(Command::Score {
+            references,
+            outputs,
+        }) => score_files(references, outputs).map(|s| {
+            println!("BLEU: {:.4}", s.bleu);
+            println!("NIST: {:.4}", s.nist);
+            println!("METEOR: {:.4}", s.meteor);
+            println!("ROUGE_L: {:.4}", s.rouge_l);
+            println!("CIDEr: {:.4}", s.cider);
+        }),
+        Some(Command::Download { data_dir }) => download(data_dir),
+        None => train(&mut cli.train),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
