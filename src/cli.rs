@@ -93,6 +93,11 @@ pub struct TrainArgs {
     /// Any config key, e.g. --set optimizer.penalty_scaling=unscaled (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Start the adapters and the task head from this PEFT adapter directory (a run's
+    /// `adapter/`, or Python PEFT's) instead of fresh ones; its rank, alpha and target modules
+    /// must be the run's.
+    #[arg(long, value_name = "DIR")]
+    pub init_adapter: Option<PathBuf>,
     /// Stop once this epoch is validated (resume later with --resume).
     #[arg(long)]
     pub stop_after_epoch: Option<usize>,
@@ -128,6 +133,7 @@ impl TrainArgs {
             ("optimizer.upper", self.upper.is_some()),
             ("optimizer.weight_decay", self.weight_decay.is_some()),
             ("length_bucketing", self.length_bucketing),
+            ("init_adapter", self.init_adapter.is_some()),
         ]
         .into_iter()
         .filter(|(_, given)| *given)
@@ -209,6 +215,9 @@ impl TrainArgs {
         }
         if self.length_bucketing {
             config.length_bucketing = true;
+        }
+        if self.init_adapter.is_some() {
+            config.init_adapter = self.init_adapter.clone();
         }
         config.with_overrides(&self.set)?.resolve()
     }

@@ -384,6 +384,89 @@ pub fn set_params<B: Backend, M: Module<B>>(
     module.map(&mut Replace { values })
 }
 
+/// Folds every adapter of `module` into its base weight, W ← W + s·(B·A)ᵀ in Burn's
+/// [d_in, d_out] layout, and zeroes its B, so that the module computes the same function with
+/// the adaptation inside the base weights (what a merged export saves). `scale` is the adapters'
+/// s = alpha/r (or alpha/√r). An adapter on a third of a fused layer (GPT-2's `c_attn.q|k|v`: a
+/// field `q`, `k` or `v` next to the layer's `base`) goes into that third of the base's outputs.
+/// Returns the module and the number of adapters merged.
+pub fn merge_adapters<B: Backend, M: Module<B>>(module: M, scale: f64) -> Result<(M, usize)> {
+    #[derive(Default)]
+    struct Paths {
+        stack: Vec<String>,
+        ids: HashMap<String, ParamId>,
+    }
+    impl<B: Backend> ModuleVisitor<B> for Paths {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.stack.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.stack.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if D == 2 {
+                self.ids.insert(self.stack.join("."), param.id);
+            }
+        }
+    }
+    let adapters = module.lora_adapters();
+    if adapters.is_empty() {
+        return Ok((module, 0));
+    }
+    let mut paths = Paths::default();
+    module.visit(&mut paths);
+    // (adapter, base weight id, which third of the outputs for a slice adapter)
+    let mut targets = Vec::with_capacity(adapters.len());
+    for adapter in &adapters {
+        let whole = paths.ids.get(&format!("{}.base.weight", adapter.path));
+        let slice = adapter.path.rsplit_once('.').and_then(|(parent, part)| {
+            let third = ["q", "k", "v"].iter().position(|p| *p == part)?;
+            Some((*paths.ids.get(&format!("{parent}.base.weight"))?, third))
+        });
+        match (whole, slice) {
+            (Some(&id), _) => targets.push((adapter, id, None)),
+            (None, Some((id, third))) => targets.push((adapter, id, Some(third))),
+            (None, None) => {
+                return Err(Error::Other(format!(
+                    "adapter {}: no base weight to merge it into",
+                    adapter.path
+                )))
+            }
+        }
+    }
+    let ids: HashSet<ParamId> = targets
+        .iter()
+        .flat_map(|(a, base, _)| [a.lora_a, a.lora_b, *base])
+        .collect();
+    let values = param_values(&module, &ids);
+    let mut updates: HashMap<ParamId, Tensor<B, 2>> = HashMap::new();
+    for (adapter, base, third) in targets {
+        let (a, b) = (&values[&adapter.lora_a], &values[&adapter.lora_b]);
+        // s·(B·A)ᵀ: [d_in, d_out of the adapter].
+        let delta = b.clone().matmul(a.clone()).transpose().mul_scalar(scale);
+        let weight = updates
+            .remove(&base)
+            .unwrap_or_else(|| values[&base].clone());
+        let [d_in, d_out] = weight.dims();
+        let [delta_in, delta_out] = delta.dims();
+        let merged = match third {
+            None if [delta_in, delta_out] == [d_in, d_out] => weight + delta,
+            Some(j) if delta_in == d_in && delta_out * 3 == d_out => {
+                let cols = j * delta_out..(j + 1) * delta_out;
+                let part = weight.clone().slice([0..d_in, cols.clone()]) + delta;
+                weight.slice_assign([0..d_in, cols], part)
+            }
+            _ => return Err(Error::Other(format!(
+                "adapter {}: ΔW is [{delta_in}, {delta_out}], the base weight [{d_in}, {d_out}]",
+                adapter.path
+            ))),
+        };
+        updates.insert(base, merged);
+        updates.insert(adapter.lora_b, b.zeros_like());
+    }
+    Ok((set_params(module, updates), adapters.len()))
+}
+
 const ADAPTER_CONTAINER: &str = "Struct:LoraAdapter";
 
 #[derive(Default)]

@@ -7,18 +7,22 @@
 //! `modules_to_save`, PyTorch layout [out, in]); `adapter_config.json` is PEFT's `LoraConfig`.
 //! Manifold settings, which PEFT has no field for, go to a sidecar `manifold_lora.json`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use burn::module::{Module, ParamId};
 use burn::nn::Linear;
 use burn::tensor::{backend::Backend, Tensor, TensorData};
+use regex::Regex;
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::lora::{param_values, set_params, LoraConfig, LoraModule, LoraScaling};
-use crate::models::InjectLora;
+use crate::manifold::Manifold;
+use crate::models::source::ModelSource;
+use crate::models::{InjectLora, ALL_LINEAR};
 
 /// Weights file name.
 pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
@@ -28,18 +32,101 @@ pub const ADAPTER_CONFIG: &str = "adapter_config.json";
 pub const SIDECAR: &str = "manifold_lora.json";
 const PREFIX: &str = "base_model.model.";
 
-/// PEFT's `adapter_config.json` for a LoRA adapter (the fields PEFT reads; others default).
+/// PEFT's way of naming modules in `target_modules` and `exclude_modules`: a list of names
+/// (a module matches a name when its path equals it or ends with `.name`), or one string that is
+/// a regular expression matched against the whole module path (Python's `re.fullmatch`).
+/// `target_modules = "all-linear"` is PEFT's shorthand, read as the list `["all-linear"]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ModuleSelector {
+    /// Module names, matched as path suffixes.
+    Names(Vec<String>),
+    /// A regular expression over whole module paths.
+    Regex(String),
+}
+
+impl ModuleSelector {
+    /// Whether the module at `path` is selected; `all-linear` in a list selects every path.
+    fn matches(&self, compiled: Option<&Regex>, path: &str) -> bool {
+        match self {
+            Self::Names(names) => names.iter().any(|name| {
+                name == ALL_LINEAR
+                    || path == name
+                    || path
+                        .strip_suffix(name.as_str())
+                        .is_some_and(|head| head.ends_with('.'))
+            }),
+            Self::Regex(_) => compiled.is_some_and(|re| re.is_match(path)),
+        }
+    }
+
+    /// The regex (anchored at both ends, as `re.fullmatch`) of the string form.
+    fn compile(&self, field: &str) -> Result<Option<Regex>> {
+        match self {
+            Self::Names(_) => Ok(None),
+            Self::Regex(pattern) => full_match_regex(pattern, field).map(Some),
+        }
+    }
+}
+
+fn full_match_regex(pattern: &str, field: &str) -> Result<Regex> {
+    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+        Error::config(
+            field,
+            format!("the regular expression `{pattern}` cannot be used here: {e}"),
+        )
+    })
+}
+
+/// A JSON field that PEFT accepts as one value or a list of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    /// A single value.
+    One(T),
+    /// A list.
+    Many(Vec<T>),
+}
+
+impl<T: Clone> OneOrMany<T> {
+    /// The values as a list.
+    pub fn to_vec(&self) -> Vec<T> {
+        match self {
+            Self::One(v) => vec![v.clone()],
+            Self::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// PEFT's `adapter_config.json` for a LoRA adapter.
+///
+/// Every field that changes the model is either applied exactly or refused with an error naming
+/// it: `target_modules` as a list or as a regular expression, `exclude_modules`,
+/// `layers_to_transform`/`layers_pattern`, `rank_pattern`/`alpha_pattern` are applied when the
+/// adapted modules they select can be expressed by this crate's injection (see
+/// [`lora_config_for`]); DoRA, `lora_bias`, biases, base-modifying initialisations (PiSSA,
+/// OLoRA, LoftQ, CorDA, LoRA-GA) and other variants are refused. Fields this crate does not know
+/// are kept in `other`; one with a non-empty value is refused unless it is known to leave the
+/// model unchanged ([`HARMLESS_FIELDS`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeftConfig {
     pub peft_type: String,
-    pub task_type: String,
+    #[serde(default)]
+    pub task_type: Option<String>,
     pub r: usize,
     pub lora_alpha: f64,
+    #[serde(default)]
     pub lora_dropout: f64,
-    pub target_modules: Vec<String>,
+    #[serde(default)]
+    pub target_modules: Option<ModuleSelector>,
+    #[serde(default)]
+    pub exclude_modules: Option<ModuleSelector>,
+    #[serde(default)]
     pub modules_to_save: Option<Vec<String>>,
     #[serde(default = "none")]
     pub bias: String,
+    #[serde(default)]
+    pub lora_bias: bool,
     #[serde(default)]
     pub fan_in_fan_out: bool,
     #[serde(default)]
@@ -48,90 +135,224 @@ pub struct PeftConfig {
     pub use_dora: bool,
     #[serde(default)]
     pub inference_mode: bool,
+    /// The base model: a Hub id, or an absolute local path (see [`base_model_reference`]).
     #[serde(default)]
     pub base_model_name_or_path: Option<String>,
+    /// Hub revision of the base model.
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// `true`/`false` or the name of an initialisation (`gaussian`, `pissa`, `loftq`, …).
     #[serde(default = "init_true")]
-    pub init_lora_weights: bool,
-    /// Per-module ranks; only an empty map (one rank for all) is supported.
+    pub init_lora_weights: Value,
+    /// Per-module ranks by pattern; applied when every module it selects keeps rank `r`.
     #[serde(default)]
-    pub rank_pattern: BTreeMap<String, serde_json::Value>,
-    /// Per-module alphas; only an empty map is supported.
+    pub rank_pattern: BTreeMap<String, Value>,
+    /// Per-module alphas by pattern; applied when every module it selects keeps `lora_alpha`.
     #[serde(default)]
-    pub alpha_pattern: BTreeMap<String, serde_json::Value>,
-    /// Layer subset; only `null` (all layers) is supported.
+    pub alpha_pattern: BTreeMap<String, Value>,
+    /// Indices of the layers to adapt (all when absent).
     #[serde(default)]
-    pub layers_to_transform: Option<serde_json::Value>,
+    pub layers_to_transform: Option<OneOrMany<usize>>,
+    /// Name(s) of the layer list `layers_to_transform` indexes (e.g. `layer`, `h`).
+    #[serde(default)]
+    pub layers_pattern: Option<OneOrMany<String>>,
+    /// Every other field of the file, as written.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
 }
+
+/// Fields of PEFT's `LoraConfig` that never change the adapted model (bookkeeping, or settings
+/// that only matter with a variant refused elsewhere), accepted with any value.
+pub const HARMLESS_FIELDS: [&str; 11] = [
+    "peft_version",
+    "auto_mapping",
+    "megatron_core",
+    "qalora_group_size",
+    "ensure_weight_tying",
+    "loftq_config",
+    "eva_config",
+    "corda_config",
+    "lora_ga_config",
+    "runtime_config",
+    "layer_replication_config",
+];
+
+/// `init_lora_weights` values that only decide the initial A and B, which the file replaces.
+const INIT_ONLY: [&str; 3] = ["gaussian", "eva", "orthogonal"];
 
 fn none() -> String {
     "none".into()
 }
 
-fn init_true() -> bool {
-    true
+fn init_true() -> Value {
+    Value::Bool(true)
+}
+
+/// Whether a JSON value says "not used": null, false, or an empty string, list or map.
+fn is_unset(value: &Value) -> bool {
+    match value {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Number(_) | Value::Bool(true) => false,
+    }
+}
+
+/// What to write as `base_model_name_or_path` (and `revision`) for a `--model` value: the Hub id
+/// (and its revision) for a Hub model, or the absolute, canonical path of a local directory, so
+/// that `AutoPeftModel.from_pretrained` finds the base model from any working directory.
+pub fn base_model_reference(spec: &str) -> (String, Option<String>) {
+    match ModelSource::parse(spec) {
+        Ok(ModelSource::Hub { repo_id, revision }) => (repo_id, revision),
+        Ok(ModelSource::Local(path)) => {
+            let absolute = std::fs::canonicalize(&path)
+                .or_else(|_| std::path::absolute(&path))
+                .unwrap_or(path);
+            (absolute.display().to_string(), None)
+        }
+        Err(_) => (spec.to_string(), None),
+    }
 }
 
 impl PeftConfig {
-    /// The config PEFT would write for `lora` with these saved head modules.
+    /// The config PEFT would write for `lora` with these saved head modules; `base_model` is the
+    /// run's `--model` (stored as [`base_model_reference`] says).
     pub fn from_lora(
         lora: &LoraConfig,
         task_type: &str,
         base_model: &str,
         modules_to_save: Vec<String>,
     ) -> Self {
+        let (base, revision) = base_model_reference(base_model);
         Self {
             peft_type: "LORA".into(),
-            task_type: task_type.into(),
+            task_type: Some(task_type.into()),
             r: lora.rank,
             lora_alpha: lora.alpha,
             lora_dropout: lora.dropout,
-            target_modules: lora.target_modules.clone(),
+            target_modules: Some(ModuleSelector::Names(lora.target_modules.clone())),
+            exclude_modules: None,
             modules_to_save: (!modules_to_save.is_empty()).then_some(modules_to_save),
             bias: none(),
+            lora_bias: false,
             fan_in_fan_out: false,
             use_rslora: lora.scaling == LoraScaling::Rslora,
             use_dora: false,
             inference_mode: true,
-            base_model_name_or_path: Some(base_model.into()),
-            init_lora_weights: true,
+            base_model_name_or_path: Some(base),
+            revision,
+            init_lora_weights: init_true(),
             rank_pattern: BTreeMap::new(),
             alpha_pattern: BTreeMap::new(),
             layers_to_transform: None,
+            layers_pattern: None,
+            other: BTreeMap::new(),
         }
     }
 
-    /// Our `LoraConfig` for this adapter (manifold left at its default; see the sidecar).
-    pub fn to_lora(&self) -> Result<LoraConfig> {
+    /// The base model as a `--model` value: the path or Hub id, with `@revision` when set.
+    pub fn base_model(&self) -> Option<String> {
+        let base = self.base_model_name_or_path.as_ref()?;
+        Some(match &self.revision {
+            Some(rev) if !rev.is_empty() && !Path::new(base).is_dir() => format!("{base}@{rev}"),
+            _ => base.clone(),
+        })
+    }
+
+    /// Refuses what this crate cannot apply exactly, naming the field; what remains is a plain
+    /// LoRA adapter (possibly with a module selection that needs the model, see
+    /// [`lora_config_for`]).
+    pub fn check_supported(&self) -> Result<()> {
         if self.use_dora {
             return Err(Error::config("use_dora", "DoRA adapters are not supported"));
+        }
+        if self.lora_bias {
+            return Err(Error::config(
+                "lora_bias",
+                "adapters with a bias on lora_B are not supported",
+            ));
         }
         // `fan_in_fan_out` only says the *base* layer stores [in, out] (GPT-2's Conv1D); PEFT
         // keeps lora_A [r, in] and lora_B [out, r] either way, which is our layout, so such
         // adapters load as they are.
-        for (key, empty) in [
-            ("rank_pattern", self.rank_pattern.is_empty()),
-            ("alpha_pattern", self.alpha_pattern.is_empty()),
-            (
-                "layers_to_transform",
-                self.layers_to_transform
-                    .as_ref()
-                    .is_none_or(|v| v.is_null()),
-            ),
-        ] {
-            if !empty {
-                return Err(Error::config(
-                    key,
-                    "per-module ranks, alphas and layer subsets are not supported",
-                ));
-            }
-        }
         if self.bias != "none" {
             return Err(Error::config(
                 "bias",
                 format!("only \"none\" is supported, got \"{}\"", self.bias),
             ));
         }
-        Ok(LoraConfig {
+        match &self.init_lora_weights {
+            Value::Bool(_) => {}
+            Value::String(s) if INIT_ONLY.contains(&s.as_str()) => {}
+            other => {
+                return Err(Error::config(
+                    "init_lora_weights",
+                    format!(
+                        "{other}: this initialisation changes the base weights (or is unknown), so \
+                         the adapter does not apply to the unmodified base model; convert it with \
+                         PEFT first (`path_initial_model_for_weight_conversion`)"
+                    ),
+                ))
+            }
+        }
+        if self.target_modules.is_none() {
+            return Err(Error::config(
+                "target_modules",
+                "is missing (adapters on parameters, `target_parameters`, are not supported)",
+            ));
+        }
+        if self.layers_pattern.is_some() && self.layers_to_transform.is_none() {
+            return Err(Error::config(
+                "layers_pattern",
+                "is set without layers_to_transform (PEFT refuses this too)",
+            ));
+        }
+        if self.layers_to_transform.is_some()
+            && matches!(self.target_modules, Some(ModuleSelector::Regex(_)))
+        {
+            return Err(Error::config(
+                "layers_to_transform",
+                "cannot be combined with a regular-expression target_modules (PEFT refuses \
+                 this too)",
+            ));
+        }
+        for (key, value) in [
+            ("rank_pattern", self.r as f64),
+            ("alpha_pattern", self.lora_alpha),
+        ] {
+            let map = if key == "rank_pattern" {
+                &self.rank_pattern
+            } else {
+                &self.alpha_pattern
+            };
+            for (pattern, v) in map {
+                if v.as_f64().is_none() {
+                    return Err(Error::config(
+                        key,
+                        format!("`{pattern}`: {v} is not a number (default {value})"),
+                    ));
+                }
+            }
+        }
+        for (key, value) in &self.other {
+            if HARMLESS_FIELDS.contains(&key.as_str()) || is_unset(value) {
+                continue;
+            }
+            return Err(Error::config(
+                key.as_str(),
+                format!(
+                    "{value}: this PEFT setting changes the adapted model and is not supported \
+                     (or is unknown to this version, which refuses it rather than ignore it)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The LoRA settings shared by every adapted module, before module selection.
+    fn base_lora(&self, target_modules: Vec<String>) -> LoraConfig {
+        LoraConfig {
             rank: self.r,
             alpha: self.lora_alpha,
             dropout: self.lora_dropout,
@@ -140,10 +361,244 @@ impl PeftConfig {
             } else {
                 LoraScaling::Standard
             },
-            target_modules: self.target_modules.clone(),
+            target_modules,
             ..LoraConfig::default()
-        })
+        }
     }
+
+    /// Whether the module selection is a plain list of names that needs no model to resolve:
+    /// no regex, no exclusions, no layer subset, and per-module patterns that change nothing.
+    fn plain_names(&self) -> Option<&Vec<String>> {
+        let uniform = |map: &BTreeMap<String, Value>, value: f64| {
+            map.values().all(|v| v.as_f64() == Some(value))
+        };
+        match &self.target_modules {
+            Some(ModuleSelector::Names(names))
+                if self.exclude_modules.is_none()
+                    && self.layers_to_transform.is_none()
+                    && uniform(&self.rank_pattern, self.r as f64)
+                    && uniform(&self.alpha_pattern, self.lora_alpha) =>
+            {
+                Some(names)
+            }
+            _ => None,
+        }
+    }
+
+    /// Our `LoraConfig` for this adapter (manifold left at its default; see the sidecar). Only
+    /// for a plain list of target names; a selection that depends on the model's module paths
+    /// (a regex, `exclude_modules`, `layers_to_transform`, non-uniform `rank_pattern`) needs
+    /// [`lora_config_for`].
+    pub fn to_lora(&self) -> Result<LoraConfig> {
+        self.check_supported()?;
+        match self.plain_names() {
+            Some(names) => Ok(self.base_lora(names.clone())),
+            None => Err(Error::config(
+                self.selection_field(),
+                "selects modules by path; resolve it against the model (peft::lora_config_for)",
+            )),
+        }
+    }
+
+    /// The field to blame when a module selection cannot be applied.
+    fn selection_field(&self) -> &'static str {
+        if self.layers_to_transform.is_some() {
+            "layers_to_transform"
+        } else if self.exclude_modules.is_some() {
+            "exclude_modules"
+        } else if matches!(self.target_modules, Some(ModuleSelector::Regex(_))) {
+            "target_modules"
+        } else if !self.rank_pattern.is_empty() {
+            "rank_pattern"
+        } else if !self.alpha_pattern.is_empty() {
+            "alpha_pattern"
+        } else {
+            "target_modules"
+        }
+    }
+
+    /// Whether PEFT adapts the module at `path` (its path in the base model, e.g.
+    /// `bert.encoder.layer.0.attention.self.query`), as PEFT's `check_target_module_exists`
+    /// decides: excluded modules first, then the targets, then the layer subset.
+    fn selects(
+        &self,
+        path: &str,
+        target: Option<&Regex>,
+        exclude: Option<&Regex>,
+        layer_patterns: &[Regex],
+    ) -> bool {
+        if let Some(ex) = &self.exclude_modules {
+            if ex.matches(exclude, path) {
+                return false;
+            }
+        }
+        let Some(targets) = &self.target_modules else {
+            return false;
+        };
+        if !targets.matches(target, path) {
+            return false;
+        }
+        let Some(layers) = &self.layers_to_transform else {
+            return true;
+        };
+        // PEFT: `.*\.[^.]*\.(\d+)\.` (or `.*\.{pattern}\.(\d+)\.` per pattern), re.match.
+        let index = layer_patterns.iter().find_map(|re| {
+            re.captures(path)
+                .and_then(|c| c.get(1)?.as_str().parse::<usize>().ok())
+        });
+        index.is_some_and(|i| layers.to_vec().contains(&i))
+    }
+}
+
+/// Our `LoraConfig` for the adapter `config` on `model` (a model without adapters): every
+/// module selection PEFT supports is resolved against the model's adaptable module paths and
+/// turned into the target names this crate injects by, which must select exactly the same
+/// modules; a selection they cannot express (a subset of layers, one of two layers that share a
+/// name) is refused, naming the field. `rank_pattern`/`alpha_pattern` entries are accepted when
+/// every module they select keeps the adapter's `r`/`lora_alpha`.
+pub fn lora_config_for<B: Backend, M: Module<B> + InjectLora>(
+    config: &PeftConfig,
+    model: &M,
+) -> Result<LoraConfig> {
+    config.check_supported()?;
+    if let Some(names) = config.plain_names() {
+        return Ok(config.base_lora(names.clone()));
+    }
+    let target = match &config.target_modules {
+        Some(selector) => selector.compile("target_modules")?,
+        None => None,
+    };
+    let exclude = match &config.exclude_modules {
+        Some(selector) => selector.compile("exclude_modules")?,
+        None => None,
+    };
+    let layer_patterns: Vec<Regex> = match &config.layers_pattern {
+        Some(patterns) if !patterns.to_vec().is_empty() => patterns
+            .to_vec()
+            .iter()
+            .map(|p| {
+                Regex::new(&format!(r"^.*\.{p}\.(\d+)\.")).map_err(|e| {
+                    Error::config("layers_pattern", format!("`{p}` is not usable: {e}"))
+                })
+            })
+            .collect::<Result<_>>()?,
+        _ => vec![Regex::new(r"^.*\.[^.]*\.(\d+)\.").expect("valid regex")],
+    };
+    let candidates = adapted_paths(
+        model,
+        &LoraConfig {
+            target_modules: vec![ALL_LINEAR.into()],
+            ..probe_lora()
+        },
+    )?;
+    let selected: BTreeSet<String> = candidates
+        .iter()
+        .filter(|p| config.selects(p, target.as_ref(), exclude.as_ref(), &layer_patterns))
+        .cloned()
+        .collect();
+    if selected.is_empty() {
+        return Err(Error::config(
+            config.selection_field(),
+            format!(
+                "selects none of this model's adaptable modules ({} …)",
+                candidates
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    for (key, map, value) in [
+        ("rank_pattern", &config.rank_pattern, config.r as f64),
+        ("alpha_pattern", &config.alpha_pattern, config.lora_alpha),
+    ] {
+        for (pattern, v) in map {
+            if v.as_f64() == Some(value) {
+                continue;
+            }
+            // PEFT's get_pattern_key: re.match(rf"(.*\.)?({pattern})$", module path).
+            let re = Regex::new(&format!(r"^(.*\.)?(?:{pattern})$"))
+                .map_err(|e| Error::config(key, format!("`{pattern}` is not usable: {e}")))?;
+            if let Some(module) = selected.iter().find(|p| re.is_match(p)) {
+                return Err(Error::config(
+                    key,
+                    format!(
+                        "`{pattern}` gives {module} {v} instead of {value}; per-module ranks and \
+                         alphas are not supported"
+                    ),
+                ));
+            }
+        }
+    }
+    // The most specific names first (the path inside a layer, e.g. `attention.self.query`),
+    // then leaf names (GPT-2 injects by leaf name only).
+    let within_layer = |path: &String| -> String {
+        let segments: Vec<&str> = path.split('.').collect();
+        match segments.iter().rposition(|s| s.parse::<usize>().is_ok()) {
+            Some(i) => segments[i + 1..].join("."),
+            None => segments[1.min(segments.len() - 1)..].join("."),
+        }
+    };
+    let leaf = |path: &String| -> String { path.rsplit('.').next().unwrap_or(path).to_string() };
+    let mut tried = Vec::new();
+    for name_of in [&within_layer as &dyn Fn(&String) -> String, &leaf] {
+        let names: Vec<String> = selected
+            .iter()
+            .map(name_of)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let probe = LoraConfig {
+            target_modules: names.clone(),
+            ..probe_lora()
+        };
+        if let Ok(paths) = adapted_paths(model, &probe) {
+            if paths.iter().cloned().collect::<BTreeSet<_>>() == selected {
+                return Ok(config.base_lora(names));
+            }
+        }
+        tried.push(format!("[{}]", names.join(", ")));
+    }
+    Err(Error::config(
+        config.selection_field(),
+        format!(
+            "selects {} modules ({}, …) that this model's adapters cannot express exactly (tried \
+             target names {}): adapters on a subset of layers, or on one of two modules that share \
+             a name, are not supported",
+            selected.len(),
+            selected
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            tried.join(" and ")
+        ),
+    ))
+}
+
+/// Cheap adapters for finding which modules a selection adapts.
+fn probe_lora() -> LoraConfig {
+    LoraConfig {
+        rank: 1,
+        manifold: Manifold::Euclidean,
+        ..LoraConfig::default()
+    }
+}
+
+/// The Hugging Face paths of the modules `lora` adapts in (a copy of) `model`.
+fn adapted_paths<B: Backend, M: Module<B> + InjectLora>(
+    model: &M,
+    lora: &LoraConfig,
+) -> Result<Vec<String>> {
+    let probe = model.clone().inject_lora(lora)?;
+    Ok(probe
+        .lora_adapters()
+        .iter()
+        .map(|a| probe.hf_module_path(&a.path))
+        .collect())
 }
 
 /// Host copy of a tensor in PyTorch layout.
@@ -374,12 +829,22 @@ pub fn read_weights(dir: &Path) -> Result<BTreeMap<String, HostTensor>> {
 /// Injects adapters as `dir/adapter_config.json` describes and fills them from
 /// `dir/adapter_model.safetensors`; returns the model and the tensors that are not adapter
 /// factors (the trained heads, PEFT's `modules_to_save`), keyed by module path.
+///
+/// A model that already has adapters (injected by the caller with its own settings, as a run
+/// started from an adapter does) keeps them: the file's factors are copied in and must fit them
+/// exactly (a missing factor or another shape is an error naming the key).
 pub fn load<B: Backend, M: Module<B> + InjectLora>(
     model: M,
     dir: &Path,
 ) -> Result<(M, BTreeMap<String, HostTensor>)> {
-    let lora = read_config(dir)?.to_lora()?;
-    let model = model.inject_lora(&lora)?;
+    let config = read_config(dir)?;
+    let model = if model.lora_adapters().is_empty() {
+        let lora = lora_config_for(&config, &model)?;
+        model.inject_lora(&lora)?
+    } else {
+        config.check_supported()?;
+        model
+    };
     let mut weights = read_weights(dir)?;
     let model = load_adapters(model, &mut weights)?;
     Ok((model, weights))

@@ -177,6 +177,9 @@ fn squad_trains_checkpoints_exports_and_resumes_identically() {
     let windows = results["data"]["dev"]["windows"].as_u64().unwrap();
     assert!(windows > 24, "{windows} windows for 24 questions");
     assert_eq!(results["data"]["dev"]["answer_text_mismatches"], 0);
+    // The trivial baseline is recorded next to the run's scores, on the same (fraction) scale.
+    let baseline = results["data"]["baseline"]["f1"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&baseline), "{baseline}");
     // Per-epoch dev metrics exist (the live metric sees every window of the dev split).
     let by_epoch = results["dev_by_epoch"].as_array().unwrap();
     assert_eq!(by_epoch.len(), 3);

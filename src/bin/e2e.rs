@@ -4,6 +4,8 @@
 //! cargo run --release --bin e2e -- download
 //! cargo run --release --features cuda --bin e2e -- --model gpt2-medium --method stiefel
 //! cargo run --release --bin e2e -- score references.txt outputs.txt
+//! cargo run --release --bin e2e -- eval --adapter experiments/runs/e2e-stiefel-r4-s0/adapter
+//! cargo run --release --bin e2e -- export --adapter RUN/adapter --merged merged-gpt2
 //! ```
 //!
 //! Settings come from `experiments/e2e/<model>-<method>.toml` (Table 4, rank 4) when `--model`
@@ -16,14 +18,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use manifold_lora::backend::{self, Train};
+use manifold_lora::backend::{self, Inner, Train};
 use manifold_lora::cli::TrainArgs;
 use manifold_lora::data::download::download_file;
 use manifold_lora::error::{Error, Result};
+use manifold_lora::export::{self, AdapterArgs, EvalArgs, HfHead};
 use manifold_lora::tasks::e2e::data::E2E_FILES;
 use manifold_lora::tasks::e2e::metrics::score_files;
-use manifold_lora::tasks::e2e::task::default_config;
-use manifold_lora::train::Method;
+use manifold_lora::tasks::e2e::task::{default_config, E2e};
+use manifold_lora::train::{Method, RunConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,6 +59,46 @@ enum Command {
         #[arg(long, default_value = "datasets/e2e")]
         data_dir: PathBuf,
     },
+    /// Validation loss and token accuracy, and the test outputs' five scores, of the base model
+    /// with an adapter; model and data default to the adapter's.
+    Eval(EvalArgs),
+    /// Merge an adapter into its base model: a Hugging Face model directory (model.safetensors,
+    /// config.json, tokenizer and generation files) that transformers loads with no adapter.
+    /// Adapters on q/k/v slices of `c_attn` merge into their third of the fused weight.
+    Export {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        merged: PathBuf,
+    },
+}
+
+/// E2E's defaults for an adapter command.
+fn e2e_defaults(task: &str) -> Result<RunConfig> {
+    if task != "e2e" {
+        return Err(Error::config("task", format!("`{task}` is not e2e")));
+    }
+    Ok(default_config())
+}
+
+fn eval(args: &EvalArgs) -> Result<()> {
+    let (adapter, config) = args.resolve(e2e_defaults)?;
+    let task = E2e::new(config.e2e.clone().unwrap_or_default());
+    let report = export::evaluate::<Inner, E2e>(&task, &config, &adapter.dir, &backend::device())?;
+    export::report_eval(&report, args.out.as_deref())
+}
+
+fn export_merged(args: &AdapterArgs, merged: &Path) -> Result<()> {
+    let (adapter, config) = args.resolve(e2e_defaults)?;
+    export::export_command::<Inner, E2e>(
+        &E2e::new(config.e2e.clone().unwrap_or_default()),
+        &config,
+        &adapter.dir,
+        merged,
+        &HfHead::CausalLm,
+        &backend::device(),
+    )
 }
 
 /// Fetches the files that `data_dir` lacks.
@@ -132,6 +175,8 @@ fn main() -> ExitCode {
             println!("CIDEr: {:.4}", s.cider);
         }),
         Some(Command::Download { data_dir }) => download(data_dir),
+        Some(Command::Eval(args)) => eval(args),
+        Some(Command::Export { adapter, merged }) => export_merged(adapter, merged),
         None => train(&mut cli.train),
     };
     match result {

@@ -4,6 +4,9 @@
 //! cargo run --release --bin glue -- --task rte --method stiefel --rank 8
 //! cargo run --release --features cuda --bin glue -- --task rte --method stiefel --rank 8
 //! cargo run --release --bin glue -- compare experiments/runs/sst2-*/ --out compare.png
+//! cargo run --release --bin glue -- eval --adapter experiments/runs/rte-stiefel-r8-s0/adapter
+//! cargo run --release --bin glue -- predict --adapter RUN/adapter --input RTE/test.tsv --out RTE.tsv
+//! cargo run --release --bin glue -- export --adapter RUN/adapter --merged merged-rte
 //! ```
 //!
 //! Settings come from `experiments/glue/<task>-<method>-r<rank>.toml` (the paper's Table 6) when
@@ -14,13 +17,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use manifold_lora::backend::{self, Train};
+use manifold_lora::backend::{self, Inner, Train};
 use manifold_lora::cli::TrainArgs;
 use manifold_lora::data::download::{download_glue, DownloadOptions};
 use manifold_lora::data::glue::GlueTask;
 use manifold_lora::error::Result;
+use manifold_lora::export::{self, AdapterArgs, EvalArgs, HfHead};
+use manifold_lora::tasks::glue::Glue;
 use manifold_lora::train::figures;
 use manifold_lora::train::run::METRICS_FILE;
+use manifold_lora::train::RunConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,6 +64,77 @@ enum Command {
         #[arg(long, default_value = "datasets/glue")]
         data_dir: PathBuf,
     },
+    /// Dev metrics of the base model with an adapter (a run's, or one saved by Python PEFT);
+    /// task, model and data default to the adapter's.
+    Eval(EvalArgs),
+    /// Predictions for an unlabelled GLUE file (the test.tsv layout) in the GLUE server's
+    /// submission layout: `index<TAB>prediction`.
+    Predict {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+        /// The unlabelled TSV (GLUE's test.tsv of the task).
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        /// Where the predictions go.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Add the model's outputs, one column per label.
+        #[arg(long)]
+        logits: bool,
+    },
+    /// Merge an adapter into its base model: a Hugging Face model directory (model.safetensors,
+    /// config.json, tokenizer files) that transformers loads with no adapter.
+    Export {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        merged: PathBuf,
+    },
+}
+
+/// GLUE's defaults for an adapter command (any GLUE task; others are refused).
+fn glue_defaults(task: &str) -> Result<RunConfig> {
+    let config = RunConfig {
+        task: task.to_string(),
+        ..RunConfig::default()
+    };
+    config.glue_task()?;
+    Ok(config)
+}
+
+fn eval(args: &EvalArgs) -> Result<()> {
+    let (adapter, config) = args.resolve(glue_defaults)?;
+    let task = Glue::new(config.glue_task()?);
+    let report = export::evaluate::<Inner, Glue>(&task, &config, &adapter.dir, &backend::device())?;
+    export::report_eval(&report, args.out.as_deref())
+}
+
+fn predict(args: &AdapterArgs, input: &Path, out: &Path, logits: bool) -> Result<()> {
+    let (adapter, config) = args.resolve(glue_defaults)?;
+    let n = export::glue_predict::<Inner>(
+        &config,
+        &adapter.dir,
+        input,
+        out,
+        logits,
+        &backend::device(),
+    )?;
+    println!("{n} predictions written to {}", out.display());
+    Ok(())
+}
+
+fn export_merged(args: &AdapterArgs, merged: &Path) -> Result<()> {
+    let (adapter, config) = args.resolve(glue_defaults)?;
+    let task = config.glue_task()?;
+    export::export_command::<Inner, Glue>(
+        &Glue::new(task),
+        &config,
+        &adapter.dir,
+        merged,
+        &HfHead::glue(task),
+        &backend::device(),
+    )
 }
 
 fn train(args: &TrainArgs) -> Result<()> {
@@ -115,6 +192,14 @@ fn main() -> ExitCode {
                 };
                 download_glue(data_dir, &tasks, &DownloadOptions::default()).map(|_| ())
             }),
+        Some(Command::Eval(args)) => eval(args),
+        Some(Command::Predict {
+            adapter,
+            input,
+            out,
+            logits,
+        }) => predict(adapter, input, out, *logits),
+        Some(Command::Export { adapter, merged }) => export_merged(adapter, merged),
         None => train(&cli.train),
     };
     match result {

@@ -3,6 +3,8 @@
 //! ```sh
 //! cargo run --release --bin squad -- download
 //! cargo run --release --features cuda --bin squad -- --version 2.0 --method stiefel --rank 8
+//! cargo run --release --bin squad -- eval --adapter experiments/runs/squad-v2.0-stiefel-r8-s0/adapter
+//! cargo run --release --bin squad -- export --adapter RUN/adapter --merged merged-squad
 //! ```
 //!
 //! Settings come from `experiments/squad/v<version>-<method>-r<rank>.toml` (the paper's Table 5)
@@ -15,13 +17,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use manifold_lora::backend::{self, Train};
+use manifold_lora::backend::{self, Inner, Train};
 use manifold_lora::cli::TrainArgs;
 use manifold_lora::data::download::download_file;
 use manifold_lora::error::{Error, Result};
+use manifold_lora::export::{self, AdapterArgs, EvalArgs, HfHead};
 use manifold_lora::tasks::squad::data::SquadVersion;
-use manifold_lora::tasks::squad::task::{default_config, official_files};
+use manifold_lora::tasks::squad::task::{default_config, official_files, Squad};
 use manifold_lora::tasks::TaskKind;
+use manifold_lora::train::RunConfig;
 
 /// Where the official files are published.
 const SQUAD_URL: &str = "https://rajpurkar.github.io/SQuAD-explorer/dataset";
@@ -59,6 +63,63 @@ enum Command {
         #[arg(long, default_value = "datasets/squad")]
         data_dir: PathBuf,
     },
+    /// Dev EM/F1 of the base model with an adapter (a run's, or one saved by Python PEFT);
+    /// task (squad-v1.1, squad-v2.0), model and data default to the adapter's.
+    Eval(EvalArgs),
+    /// Merge an adapter into its base model: a Hugging Face model directory (model.safetensors,
+    /// config.json, tokenizer files) that transformers loads with no adapter.
+    Export {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        merged: PathBuf,
+    },
+}
+
+/// SQuAD's defaults for an adapter command of `task` (squad-v1.1 or squad-v2.0).
+fn squad_defaults(task: &str) -> Result<RunConfig> {
+    match TaskKind::parse(task)? {
+        TaskKind::Squad(version) => Ok(default_config(version)),
+        other => Err(Error::config(
+            "task",
+            format!("`{other}` is not a SQuAD task (squad-v1.1, squad-v2.0)"),
+        )),
+    }
+}
+
+/// The runner's SQuAD task for a resolved configuration.
+fn squad_task(config: &RunConfig) -> Result<Squad> {
+    match config.task_kind()? {
+        TaskKind::Squad(version) => Ok(Squad::new(
+            version,
+            config.squad.clone().unwrap_or_default(),
+        )),
+        other => Err(Error::config(
+            "task",
+            format!("`{other}` is not a SQuAD task"),
+        )),
+    }
+}
+
+fn eval(args: &EvalArgs) -> Result<()> {
+    let (adapter, config) = args.resolve(squad_defaults)?;
+    let task = squad_task(&config)?;
+    let report =
+        export::evaluate::<Inner, Squad>(&task, &config, &adapter.dir, &backend::device())?;
+    export::report_eval(&report, args.out.as_deref())
+}
+
+fn export_merged(args: &AdapterArgs, merged: &std::path::Path) -> Result<()> {
+    let (adapter, config) = args.resolve(squad_defaults)?;
+    export::export_command::<Inner, Squad>(
+        &squad_task(&config)?,
+        &config,
+        &adapter.dir,
+        merged,
+        &HfHead::QuestionAnswering,
+        &backend::device(),
+    )
 }
 
 fn parse_version(v: &str) -> Result<SquadVersion> {
@@ -144,6 +205,8 @@ fn main() -> ExitCode {
                 };
                 download(data_dir, &versions)
             }),
+        Some(Command::Eval(args)) => eval(args),
+        Some(Command::Export { adapter, merged }) => export_merged(adapter, merged),
         None => train(&mut cli),
     };
     match result {

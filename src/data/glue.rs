@@ -275,7 +275,7 @@ impl GlueTask {
             return match field.parse::<f32>() {
                 Ok(v) if (0.0..=5.0).contains(&v) => Ok(Label::Score(v)),
                 Ok(v) => Err(format!("score {v} is outside [0, 5]")),
-                Err(_) => Err(format!("score `{field}` is not a number")),
+                Err(_) => Err(format!("score `{}` is not a number", clip(field))),
             };
         }
         let names = self.label_names();
@@ -285,7 +285,8 @@ impl GlueTask {
         match field.parse::<usize>() {
             Ok(i) if i < names.len() => Ok(Label::Class(i)),
             _ => Err(format!(
-                "label `{field}` is neither one of {names:?} nor a class index below {}",
+                "label `{}` is neither one of {names:?} nor a class index below {}",
+                clip(field),
                 names.len()
             )),
         }
@@ -473,6 +474,9 @@ impl GlueSplit {
         if layout.is_none() {
             return Err(data_err(1, "empty file: no header".to_string()));
         }
+        if headerless && out.examples.is_empty() && out.skipped.is_empty() {
+            return Err(data_err(1, "empty file: no rows".to_string()));
+        }
         Ok(out)
     }
 
@@ -517,6 +521,16 @@ impl GlueSplit {
     }
 }
 
+/// `text` cut to its first 60 characters for an error message (a malformed field can be
+/// megabytes long), with `…` and the full length when cut.
+pub(crate) fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    const MAX_CHARS: usize = 60;
+    match text.char_indices().nth(MAX_CHARS) {
+        Some((end, _)) => format!("{}… ({} bytes)", &text[..end], text.len()).into(),
+        None => text.into(),
+    }
+}
+
 /// Column positions of one file, resolved from its header (or fixed, for headerless CoLA).
 struct Layout {
     width: usize,
@@ -535,8 +549,18 @@ impl Layout {
         let find = |name: &str| header.iter().position(|h| h.trim() == name);
         let need = |name: &str| {
             find(name).ok_or_else(|| {
+                // A malformed header can be one huge field or thousands of them: show a few.
+                const SHOWN: usize = 12;
+                let mut shown: Vec<String> = header
+                    .iter()
+                    .take(SHOWN)
+                    .map(|h| clip(h).into_owned())
+                    .collect();
+                if header.len() > SHOWN {
+                    shown.push(format!("… {} fields in all", header.len()));
+                }
                 format!(
-                    "header lacks column `{name}` for {} {split}; header is {header:?}",
+                    "header lacks column `{name}` for {} {split}; header is {shown:?}",
                     task.dir_name()
                 )
             })

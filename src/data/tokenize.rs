@@ -158,8 +158,16 @@ impl TextEncoder {
             path: path.to_path_buf(),
             msg,
         };
-        let json = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut tokenizer: Tokenizer = json.parse().map_err(|e| tok_err(format!("{e}")))?;
+        let json = crate::models::loader::read_text_file(path)?;
+        // Syntax first: `tokenizers` panics (`expect("Helper")`) on a syntax error inside the
+        // `decoder` value instead of returning it, so the text is checked to be JSON before it
+        // gets there. Its other errors carry the line and column.
+        serde_json::from_str::<serde::de::IgnoredAny>(&json)
+            .map_err(|e| tok_err(format!("not valid JSON: {e}")))?;
+        // Any other panic inside the library is still a damaged file, not a crash.
+        let mut tokenizer: Tokenizer = std::panic::catch_unwind(|| json.parse::<Tokenizer>())
+            .map_err(|_| tok_err("the tokenizers library failed on this file".into()))?
+            .map_err(|e| tok_err(format!("{e}")))?;
 
         let pad_id = match options.pad_id {
             Some(id) => id,
@@ -204,6 +212,18 @@ impl TextEncoder {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| tok_err(format!("setting truncation to {}: {e}", options.max_len)))?;
+        // The special tokens the post-processor adds are ids of their own, which nothing above
+        // checks: one outside the vocabulary would index past the embedding table later.
+        // (A vocabulary that cannot encode the probe at all fails on real text later, with the
+        // text named.)
+        let probe = tokenizer.encode(("a", "b"), true).ok();
+        let ids = probe.as_ref().map_or(&[][..], |p| p.get_ids());
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(tok_err(format!(
+                "token id {id} (added by the post-processor or the model) is outside the \
+                 vocabulary of {vocab}"
+            )));
+        }
 
         Ok(TextEncoder {
             tokenizer,

@@ -18,12 +18,12 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::lora::{LoraConfig, LoraLinear};
 use crate::models::common::{
-    hf_embedding, hf_linear, require_heads_divide, require_positive, require_probabilities,
-    Intermediate, ResidualOutput,
+    hf_embedding, hf_linear, require_feasible_size, require_heads_divide, require_init_std,
+    require_positive, require_positive_eps, require_probabilities, Intermediate, ResidualOutput,
 };
 use crate::models::dropout::Dropout;
 use crate::models::loader::{
-    find_weights, load_weights, parse_config, read_config_file, LoadReport, WeightRules,
+    find_weights, in_file, load_weights, parse_config, read_config_file, LoadReport, WeightRules,
 };
 use crate::models::{
     check_rank, mask_value, Activation, EncoderInput, InjectLora, QuestionAnswerer,
@@ -100,10 +100,10 @@ impl BertConfig {
         Ok(config)
     }
 
-    /// Reads and validates a `config.json` file.
+    /// Reads and validates a `config.json` file; every error names the file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let config: Self = read_config_file(path)?;
-        config.validate()?;
+        config.validate().map_err(in_file(path))?;
         Ok(config)
     }
 
@@ -136,6 +136,30 @@ impl BertConfig {
             ("hidden_size", self.hidden_size),
             ("num_attention_heads", self.num_attention_heads),
         )?;
+        let size = |key, value: usize| (key, value as u128);
+        let (h, layers) = (
+            size("hidden_size", self.hidden_size),
+            size("num_hidden_layers", self.num_hidden_layers),
+        );
+        require_feasible_size(&[
+            &[size("vocab_size", self.vocab_size), h],
+            &[
+                size("max_position_embeddings", self.max_position_embeddings),
+                h,
+            ],
+            &[size("type_vocab_size", self.type_vocab_size), h],
+            // Query, key, value and output projections; the feed-forward pair.
+            &[layers, h, h, ("", 4)],
+            &[
+                layers,
+                h,
+                size("intermediate_size", self.intermediate_size),
+                ("", 2),
+            ],
+            &[size("num_labels", self.num_labels()), h],
+        ])?;
+        require_init_std("initializer_range", self.initializer_range)?;
+        require_positive_eps("layer_norm_eps", self.layer_norm_eps)?;
         if self.position_embedding_type != "absolute" {
             return Err(Error::config(
                 "position_embedding_type",

@@ -47,6 +47,67 @@ pub fn require_probabilities(probabilities: &[(&str, f64)]) -> Result<()> {
     Ok(())
 }
 
+/// The most parameters a config may describe: ten times the largest checkpoints this crate loads
+/// (DeBERTa-v2-xxlarge and GPT-2 XL have 1.5 B), and far below the sizes whose products overflow
+/// or whose allocation aborts the process before any error could be reported.
+pub const MAX_PARAMETERS: u128 = 1 << 34;
+
+/// Config check: the parameter count of `terms` (each a product of sizes, named by their keys)
+/// stays below [`MAX_PARAMETERS`]. A typo such as a vocabulary of 10¹⁵ or a width of 2⁶² is then
+/// an error naming the key, instead of an arithmetic overflow or an out-of-memory abort while
+/// the model is built.
+pub fn require_feasible_size(terms: &[&[(&str, u128)]]) -> Result<()> {
+    let mut total: u128 = 0;
+    let mut largest: Option<(&str, u128)> = None;
+    for term in terms {
+        let mut product: u128 = 1;
+        for &(key, value) in *term {
+            product = product.saturating_mul(value);
+            if !key.is_empty() && largest.is_none_or(|(_, l)| value > l) {
+                largest = Some((key, value));
+            }
+        }
+        total = total.saturating_add(product);
+    }
+    match largest {
+        Some((key, value)) if total > MAX_PARAMETERS => Err(Error::config(
+            key,
+            format!(
+                "{value} gives a model of more than {MAX_PARAMETERS} parameters (at least {}), \
+                 more than any model this crate can hold; is the value a typo?",
+                if total == u128::MAX {
+                    "2^128".to_string()
+                } else {
+                    total.to_string()
+                }
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Config check: the standard deviation of the initialisation is finite and not negative (a
+/// negative one makes the random initialisation panic).
+pub fn require_init_std(key: &str, std: f64) -> Result<()> {
+    if std.is_finite() && std >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::config(
+            key,
+            format!("must be a finite, non-negative standard deviation, got {std}"),
+        ))
+    }
+}
+
+/// Config check: a LayerNorm epsilon is finite and positive.
+pub fn require_positive_eps(key: &str, eps: f64) -> Result<()> {
+    if eps.is_finite() && eps > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::config(key, format!("must be positive, got {eps}")))
+    }
+}
+
 /// A linear layer initialised as transformers does: weight ~ N(0, std²) (`initializer_range`),
 /// bias 0. Burn layout: weight [d_in, d_out].
 pub fn hf_linear<B: Backend>(

@@ -21,8 +21,8 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::lora::{LoraConfig, LoraLinear};
 use crate::models::common::{
-    hf_embedding, hf_layer_norm, hf_linear, require_heads_divide, require_positive,
-    require_probabilities, Intermediate, ResidualOutput,
+    hf_embedding, hf_layer_norm, hf_linear, require_feasible_size, require_heads_divide,
+    require_init_std, require_positive, require_probabilities, Intermediate, ResidualOutput,
 };
 use crate::models::dropout::Dropout;
 use crate::models::loader::{self, LoadReport, WeightRules};
@@ -195,7 +195,7 @@ impl DebertaV2Config {
 
     /// Reads a `config.json`; errors name the file and the key.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = loader::read_text_file(path)?;
         Self::from_json(&text).map_err(|e| Error::Model {
             path: path.to_path_buf(),
             msg: e.to_string(),
@@ -219,6 +219,50 @@ impl DebertaV2Config {
             ("hidden_size", self.hidden_size),
             ("num_attention_heads", self.num_attention_heads),
         )?;
+        // Before anything converts these sizes between i64 and usize.
+        let size = |key, value: usize| (key, value as u128);
+        let (h, layers, emb) = (
+            size("hidden_size", self.hidden_size),
+            size("num_hidden_layers", self.num_hidden_layers),
+            size("embedding_size", self.embedding_size),
+        );
+        let span = if self.position_buckets > 0 {
+            ("position_buckets", self.position_buckets as u128)
+        } else if self.max_relative_positions >= 1 {
+            (
+                "max_relative_positions",
+                self.max_relative_positions as u128,
+            )
+        } else {
+            size("max_position_embeddings", self.max_position_embeddings)
+        };
+        require_feasible_size(&[
+            &[size("vocab_size", self.vocab_size), emb],
+            &[
+                size("max_position_embeddings", self.max_position_embeddings),
+                emb,
+            ],
+            &[size("type_vocab_size", self.type_vocab_size), emb],
+            &[emb, h],
+            // Query, key, value and output projections over all heads; the feed-forward pair.
+            &[
+                layers,
+                h,
+                size("num_attention_heads", self.num_attention_heads),
+                size("attention_head_size", self.attention_head_size),
+                ("", 4),
+            ],
+            &[
+                layers,
+                h,
+                size("intermediate_size", self.intermediate_size),
+                ("", 2),
+            ],
+            // rel_embeddings: 2·att_span rows.
+            &[span, h, ("", 2 * u128::from(self.relative_attention))],
+            &[size("num_labels", self.num_labels), h],
+        ])?;
+        require_init_std("initializer_range", self.initializer_range)?;
         if self.pooler_hidden_size != self.hidden_size {
             // The pooler maps pooler_hidden_size → pooler_hidden_size on a hidden_size input and
             // the classifier reads hidden_size: transformers itself fails on any other value.

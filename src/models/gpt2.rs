@@ -22,12 +22,13 @@ use crate::error::{Error, Result};
 use crate::lora::{LoraAdapter, LoraConfig, LoraLinear};
 use crate::models::bert::take_inject;
 use crate::models::common::{
-    hf_linear, require_heads_divide, require_positive, require_probabilities,
+    hf_linear, require_feasible_size, require_heads_divide, require_init_std, require_positive,
+    require_positive_eps, require_probabilities,
 };
 use crate::models::dropout::Dropout;
 use crate::models::loader::{
-    find_weights, load_weights_with, parse_config, read_config_file, LoadOptions, LoadReport,
-    WeightRules,
+    find_weights, in_file, load_weights_with, parse_config, read_config_file, LoadOptions,
+    LoadReport, WeightRules,
 };
 use crate::models::{check_rank, mask_value, resolve_targets, Activation, InjectLora};
 
@@ -102,16 +103,17 @@ impl GPT2Config {
         Ok(config)
     }
 
-    /// Reads and validates a `config.json` file.
+    /// Reads and validates a `config.json` file; every error names the file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let config: Self = read_config_file(path)?;
-        config.validate()?;
+        config.validate().map_err(in_file(path))?;
         Ok(config)
     }
 
     /// FFN width.
     pub fn inner_dim(&self) -> usize {
-        self.n_inner.unwrap_or(4 * self.n_embd)
+        // Saturating: an unvalidated config must not overflow here ([`Self::validate`] bounds it).
+        self.n_inner.unwrap_or(self.n_embd.saturating_mul(4))
     }
 
     /// Checks the values that would otherwise fail deep inside a forward pass.
@@ -121,8 +123,24 @@ impl GPT2Config {
             ("n_positions", self.n_positions),
             ("n_embd", self.n_embd),
             ("n_head", self.n_head),
+            ("n_inner", self.inner_dim()),
         ])?;
         require_heads_divide(("n_embd", self.n_embd), ("n_head", self.n_head))?;
+        let size = |key, value: usize| (key, value as u128);
+        let (d, layers) = (size("n_embd", self.n_embd), size("n_layer", self.n_layer));
+        let inner = match self.n_inner {
+            Some(n) => size("n_inner", n),
+            None => ("n_embd", 4 * self.n_embd as u128),
+        };
+        require_feasible_size(&[
+            &[size("vocab_size", self.vocab_size), d],
+            &[size("n_positions", self.n_positions), d],
+            // c_attn (q, k, v) and c_proj; c_fc and the feed-forward c_proj.
+            &[layers, d, d, ("", 4)],
+            &[layers, d, inner, ("", 2)],
+        ])?;
+        require_init_std("initializer_range", self.initializer_range)?;
+        require_positive_eps("layer_norm_epsilon", self.layer_norm_epsilon)?;
         if !self.tie_word_embeddings {
             return Err(Error::config(
                 "tie_word_embeddings",

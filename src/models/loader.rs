@@ -272,6 +272,44 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(json: &str, source: &str) ->
 
 /// Reads and parses a JSON config file (see [`parse_config`]).
 pub fn read_config_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let json = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let json = read_text_file(path)?;
     parse_config(&json, &path.display().to_string())
+}
+
+/// Reads a UTF-8 text file. Invalid UTF-8 is an [`Error::Data`] naming the file, the line and
+/// the column of the first bad byte (`read_to_string` names neither).
+pub fn read_text_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..valid];
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        Error::Data {
+            file: path.to_path_buf(),
+            line: 1 + before.iter().filter(|&&b| b == b'\n').count(),
+            msg: format!(
+                "not valid UTF-8 at byte {valid} (column {}); the file must be UTF-8 text",
+                valid - line_start + 1
+            ),
+        }
+    })
+}
+
+/// Adds the file a config was read from to a [`Error::Config`] that does not name it yet, so
+/// that a value rejected after parsing (`hidden_size` not a multiple of the heads) still says
+/// which file holds it.
+pub fn in_file(path: &Path) -> impl Fn(Error) -> Error + '_ {
+    move |e| {
+        let shown = path.display().to_string();
+        match e {
+            Error::Config { key, msg } if key != shown && !msg.contains(&shown) => Error::Config {
+                key,
+                msg: format!("{msg} (in {shown})"),
+            },
+            other => other,
+        }
+    }
 }

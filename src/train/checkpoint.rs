@@ -16,9 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use burn::record::{
-    FileRecorder, FullPrecisionSettings, NamedMpkFileRecorder, Record, Recorder, RecorderError,
-};
+use burn::record::{FileRecorder, FullPrecisionSettings, Record, Recorder, RecorderError};
 use burn::tensor::backend::Backend;
 use burn::train::checkpoint::{CheckpointingAction, CheckpointingStrategy};
 use burn::train::metric::store::EventStoreClient;
@@ -86,11 +84,21 @@ impl<B: Backend> Recorder<B> for AtomicRecorder {
         write_atomically(&path, &bytes).map_err(|e| self.fail(&path, e))
     }
 
+    /// As `NamedMpkFileRecorder` reads, but every error names the file.
     fn load_item<I: DeserializeOwned>(
         &self,
         file: &mut PathBuf,
     ) -> std::result::Result<I, RecorderError> {
-        Recorder::<B>::load_item(&mpk(), file)
+        file.set_extension(<Self as FileRecorder<B>>::file_extension());
+        let path = file.as_path();
+        let opened = std::fs::File::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                RecorderError::FileNotFound(format!("{}: {e}", path.display()))
+            }
+            _ => RecorderError::Unknown(format!("{}: {e}", path.display())),
+        })?;
+        rmp_serde::decode::from_read(std::io::BufReader::new(opened))
+            .map_err(|e| RecorderError::DeserializeError(format!("{}: {e}", path.display())))
     }
 }
 
@@ -98,10 +106,6 @@ impl<B: Backend> FileRecorder<B> for AtomicRecorder {
     fn file_extension() -> &'static str {
         "mpk"
     }
-}
-
-fn mpk() -> NamedMpkFileRecorder<FullPrecisionSettings> {
-    NamedMpkFileRecorder::new()
 }
 
 /// Epochs with a model file in `run_dir/checkpoint`.
@@ -172,31 +176,68 @@ fn check_epoch<B: Backend, M: Record<B>, O: Record<B>, S: Record<B>>(
     epoch: usize,
     device: &B::Device,
 ) -> Result<()> {
-    let load = |part: &str, result: std::result::Result<(), RecorderError>| {
+    let recorder = AtomicRecorder::default();
+    let load = |part: &str, read: &dyn Fn() -> std::result::Result<(), RecorderError>| {
+        let path = part_path(run_dir, part, epoch).with_extension("mpk");
+        // A decodable file whose tensors do not match their shapes could still panic inside
+        // burn while the record is built: that is damage too, not a crash.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|_| {
+                Err(RecorderError::Unknown(
+                    "its tensors do not match their shapes".into(),
+                ))
+            });
         result.map_err(|e| {
-            let path = part_path(run_dir, part, epoch).with_extension("mpk");
-            let what = if path.is_file() {
-                "is damaged"
-            } else {
+            let what = if !path.exists() {
                 "is missing"
+            } else if !path.is_file() {
+                "is not a file"
+            } else {
+                "is damaged"
             };
-            Error::Other(format!("checkpoint {} {what} ({e})", path.display()))
+            Error::Other(format!(
+                "checkpoint {} {what} ({})",
+                path.display(),
+                reason(&e, &path)
+            ))
         })
     };
-    let recorder = mpk();
     let path = |part| part_path(run_dir, part, epoch);
-    load(
-        "model",
-        Recorder::<B>::load::<M>(&recorder, path("model"), device).map(drop),
-    )?;
-    load(
-        "optim",
-        Recorder::<B>::load::<O>(&recorder, path("optim"), device).map(drop),
-    )?;
-    load(
-        "scheduler",
-        Recorder::<B>::load::<S>(&recorder, path("scheduler"), device).map(drop),
-    )
+    load("model", &|| {
+        Recorder::<B>::load::<M>(&recorder, path("model"), device).map(drop)
+    })?;
+    load("optim", &|| {
+        Recorder::<B>::load::<O>(&recorder, path("optim"), device).map(drop)
+    })?;
+    load("scheduler", &|| {
+        Recorder::<B>::load::<S>(&recorder, path("scheduler"), device).map(drop)
+    })
+}
+
+/// The decoder's own words from a recorder error, short. Burn wraps them in `Debug` forms and,
+/// for any tensor that fails to decode, appends advice about its 0.14 format change, which is
+/// misleading for a truncated or overwritten file.
+fn reason(e: &RecorderError, path: &Path) -> String {
+    let (RecorderError::FileNotFound(text)
+    | RecorderError::DeserializeError(text)
+    | RecorderError::Unknown(text)) = e;
+    let mut text = text.replace(&format!("{}: ", path.display()), "");
+    for noise in [
+        "\\nThe internal data format has changed",
+        "\nThe internal data format",
+    ] {
+        if let Some(at) = text.find(noise) {
+            text.truncate(at);
+        }
+    }
+    let text = text
+        .replace("Unable to load record.\n", "")
+        .replace('\n', "; ");
+    const MAX_CHARS: usize = 200;
+    match text.char_indices().nth(MAX_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    }
 }
 
 /// Keeps the last two epochs (a kill while epoch e is written leaves e − 1 whole) and the best

@@ -136,6 +136,10 @@ pub struct RunConfig {
     /// E2E files, loss and decoding (the E2E task only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub e2e: Option<E2eOptions>,
+    /// A PEFT adapter directory whose adapters and task head the run starts from instead of
+    /// fresh ones (`--init-adapter`); read when the run starts, not when it resumes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_adapter: Option<PathBuf>,
 }
 
 /// E2E NLG settings beyond the common ones: the LoRA paper's E2E setup, which the Manifold-LoRA
@@ -265,6 +269,7 @@ impl Default for RunConfig {
             paper: None,
             squad: None,
             e2e: None,
+            init_adapter: None,
         }
     }
 }
@@ -272,7 +277,7 @@ impl Default for RunConfig {
 impl RunConfig {
     /// Reads a TOML file; unknown keys are errors naming the key and the file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::models::loader::read_text_file(path)?;
         Self::from_toml(&text).map_err(|e| match e {
             Error::Config { key, msg } => {
                 Error::config(key, format!("{msg} (in {})", path.display()))

@@ -187,6 +187,9 @@ where
     B::seed(device, config.seed);
     let (model, report) = task.model::<B>(&files.dir, device)?;
     model.check_max_len(config.max_len)?;
+    if let (Some(dir), None) = (&config.init_adapter, resume_epoch) {
+        crate::export::check_init_adapter(&config, dir)?;
+    }
     let TaskData {
         train,
         dev,
@@ -236,7 +239,12 @@ where
     }
     // Full fine-tuning trains the model as loaded: nothing frozen, no adapters.
     let model = if config.method.uses_adapters() {
-        model.inject_lora(&config.lora)?
+        let model = model.inject_lora(&config.lora)?;
+        match (&config.init_adapter, resume_epoch) {
+            // A fresh start from an adapter; a resumed run continues from its checkpoint.
+            (Some(dir), None) => crate::export::init_from_adapter(model, dir)?,
+            _ => model,
+        }
     } else {
         model
     };

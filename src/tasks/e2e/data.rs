@@ -45,11 +45,12 @@
 //! text for 4,390 of the 4,672 devset and 4,308 of the 4,693 test references (the rest differ at
 //! apostrophes, and at some punctuation they left attached: `..`, `20-£25`, `30.99`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use tokenizers::Tokenizer;
 
+use crate::data::glue::clip;
 use crate::error::{Error, Result};
 
 /// The official release files and where to download them: the tuetschek/e2e-dataset repository,
@@ -155,11 +156,15 @@ pub fn parse_e2e_csv(text: &str, path: &Path) -> Result<Vec<E2eRow>> {
         ["mr"] => false,
         ["mr", "ref"] => true,
         _ => {
+            let shown: Vec<_> = header.iter().take(4).map(|h| clip(h)).collect();
             return Err(data_err(
                 path,
                 header_line,
-                format!("expected the header `mr,ref` (or `mr`), found {header:?}"),
-            ))
+                format!(
+                    "expected the header `mr,ref` (or `mr`), found {} fields: {shown:?}",
+                    header.len()
+                ),
+            ));
         }
     };
     let width = names.len();
@@ -183,7 +188,11 @@ pub fn parse_e2e_csv(text: &str, path: &Path) -> Result<Vec<E2eRow>> {
             }
             MeaningRepresentation::parse(&mr).map_err(|e| data_err(path, line, e.to_string()))?;
             if reference.as_ref().is_some_and(|r| r.trim().is_empty()) {
-                return Err(data_err(path, line, format!("empty reference for {mr:?}")));
+                return Err(data_err(
+                    path,
+                    line,
+                    format!("empty reference for {:?}", clip(&mr)),
+                ));
             }
             Ok(E2eRow {
                 mr,
@@ -302,39 +311,53 @@ impl MeaningRepresentation {
     /// that is wrong: a missing or unclosed bracket, text between slots, an empty attribute or
     /// value, a repeated attribute.
     pub fn parse(mr: &str) -> Result<Self> {
-        let err = |msg: String| Error::Other(format!("meaning representation {mr:?}: {msg}"));
+        // Errors quote at most the start of the MR and of its parts: a malformed row can be
+        // one line of megabytes.
+        let err =
+            |msg: String| Error::Other(format!("meaning representation {:?}: {msg}", clip(mr)));
+        let q = |s: &str| format!("{:?}", clip(s));
         let mut rest = mr.trim();
         if rest.is_empty() {
             return Err(err("empty".into()));
         }
         let mut slots: Vec<(String, String)> = Vec::new();
+        // A set, not a scan of `slots`: an MR of a million slots must not take quadratic time.
+        let mut keys: HashSet<&str> = HashSet::new();
         loop {
             let open = rest
                 .find('[')
-                .ok_or_else(|| err(format!("{rest:?} is not `attribute[value]`")))?;
+                .ok_or_else(|| err(format!("{} is not `attribute[value]`", q(rest))))?;
             let key = rest[..open].trim();
             if key.is_empty() || key.contains([']', ',']) {
                 return Err(err(format!(
-                    "bad attribute name {:?} before `[`",
-                    &rest[..open]
+                    "bad attribute name {} before `[`",
+                    q(&rest[..open])
                 )));
             }
             let after = &rest[open + 1..];
-            let close = after
-                .find(']')
-                .ok_or_else(|| err(format!("the `[` of {key:?} is never closed: {rest:?}")))?;
+            let close = after.find(']').ok_or_else(|| {
+                err(format!(
+                    "the `[` of {} is never closed: {}",
+                    q(key),
+                    q(rest)
+                ))
+            })?;
             let value = after[..close].trim();
             if value.contains('[') {
-                return Err(err(format!("`[` inside the value of {key:?}: {value:?}")));
+                return Err(err(format!(
+                    "`[` inside the value of {}: {}",
+                    q(key),
+                    q(value)
+                )));
             }
             if value.is_empty() {
                 return Err(err(format!(
-                    "empty value in {:?}",
-                    &rest[..open + close + 2]
+                    "empty value in {}",
+                    q(&rest[..open + close + 2])
                 )));
             }
-            if slots.iter().any(|(k, _)| k == key) {
-                return Err(err(format!("attribute {key:?} given twice")));
+            if !keys.insert(key) {
+                return Err(err(format!("attribute {} given twice", q(key))));
             }
             slots.push((key.to_string(), value.to_string()));
             rest = after[close + 1..].trim_start();
@@ -343,7 +366,7 @@ impl MeaningRepresentation {
             }
             rest = rest
                 .strip_prefix(',')
-                .ok_or_else(|| err(format!("expected `,` before {rest:?}")))?
+                .ok_or_else(|| err(format!("expected `,` before {}", q(rest))))?
                 .trim_start();
             if rest.is_empty() {
                 return Err(err("trailing `,`".into()));

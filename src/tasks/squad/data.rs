@@ -114,7 +114,7 @@ struct RawQa {
 /// since predictions are keyed by them.
 pub fn read_squad(path: impl AsRef<Path>) -> Result<SquadFile> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::models::loader::read_text_file(path)?;
     parse_squad(&text, path)
 }
 
@@ -140,7 +140,27 @@ pub fn parse_squad(text: &str, path: &Path) -> Result<SquadFile> {
     let mut examples = Vec::new();
     for article in raw.data {
         for paragraph in article.paragraphs {
+            let context_chars = paragraph.context.chars().count();
             for qa in paragraph.qas {
+                // An offset past the context is no answer at all (and offset + length would
+                // overflow for the largest ones); a text that merely differs from the context
+                // at its offset is tolerated, as run_qa does, and counted by the featurizer.
+                let past_end = qa
+                    .answers
+                    .iter()
+                    .chain(qa.plausible_answers.iter().flatten())
+                    .find(|a| a.answer_start > context_chars);
+                if let Some(a) = past_end {
+                    return Err(Error::Data {
+                        file: path.to_path_buf(),
+                        line: line_of(text, &qa.id, 0),
+                        msg: format!(
+                            "article {:?}, question id {:?}: answer_start {} is past the end of \
+                             the context ({context_chars} characters)",
+                            article.title, qa.id, a.answer_start
+                        ),
+                    });
+                }
                 saw_v2_keys |= qa.is_impossible.is_some() || qa.plausible_answers.is_some();
                 examples.push(SquadExample {
                     id: qa.id,
@@ -207,14 +227,9 @@ fn check_unique_ids(examples: &[SquadExample], text: &str, path: &Path) -> Resul
     for ex in examples {
         if !seen.insert(ex.id.as_str()) {
             // The second occurrence of the quoted id is the duplicate.
-            let quoted = serde_json::to_string(&ex.id).unwrap_or_default();
-            let line = text
-                .match_indices(&quoted)
-                .nth(1)
-                .map_or(0, |(pos, _)| 1 + text[..pos].matches('\n').count());
             return Err(Error::Data {
                 file: path.to_path_buf(),
-                line,
+                line: line_of(text, &ex.id, 1),
                 msg: format!(
                     "article {:?}: question id {:?} appears twice",
                     ex.title, ex.id
@@ -223,6 +238,15 @@ fn check_unique_ids(examples: &[SquadExample], text: &str, path: &Path) -> Resul
         }
     }
     Ok(())
+}
+
+/// The line of the `nth` occurrence of the JSON string `id` in `text`, or 1 when it cannot be
+/// found (an id written with escapes).
+fn line_of(text: &str, id: &str, nth: usize) -> usize {
+    let quoted = serde_json::to_string(id).unwrap_or_default();
+    text.match_indices(&quoted)
+        .nth(nth)
+        .map_or(1, |(pos, _)| 1 + text[..pos].matches('\n').count())
 }
 
 /// The characters `start..end` of `s` (character, not byte, offsets), or `None` when the range
@@ -390,7 +414,7 @@ mod tests {
 ]},
 {"title": "Beta", "paragraphs": [
   {"context": "One two.", "qas": [
-    {"id": "q3", "question": "After one?", "answers": [{"text": "two", "answer_start": 177}]}
+    {"id": "q3", "question": "After one?", "answers": [{"text": "two", "answer_start": 4}]}
   ]}
 ]}]}"#;
 
@@ -434,7 +458,7 @@ mod tests {
 
     #[test]
     fn wrong_type_for_answer_start_names_the_question() {
-        let bad = SMALL.replace(r#""answer_start": 177"#, r#""answer_start": "177""#);
+        let bad = SMALL.replace(r#""answer_start": 4"#, r#""answer_start": "4""#);
         let err = parse(&bad).unwrap_err();
         let Error::Data { line, msg, .. } = &err else {
             panic!("expected a data error, got {err}");

@@ -356,7 +356,12 @@ impl Task for Squad {
             skipped_rows: 0,
             report: json!({
                 "split": split_note,
-                "baseline": baseline,
+                // Fractions, like the run's scores (the printed line above is in percent).
+                "baseline": {
+                    "k": baseline.k,
+                    "exact_match": baseline.exact_match / 100.0,
+                    "f1": baseline.f1 / 100.0,
+                },
                 "train": stats_json(&train_stats),
                 "dev": stats_json(&dev_stats),
             }),
