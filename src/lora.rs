@@ -456,10 +456,12 @@ pub fn merge_adapters<B: Backend, M: Module<B>>(module: M, scale: f64) -> Result
                 let part = weight.clone().slice([0..d_in, cols.clone()]) + delta;
                 weight.slice_assign([0..d_in, cols], part)
             }
-            _ => return Err(Error::Other(format!(
+            _ => {
+                return Err(Error::Other(format!(
                 "adapter {}: ΔW is [{delta_in}, {delta_out}], the base weight [{d_in}, {d_out}]",
                 adapter.path
-            ))),
+            )))
+            }
         };
         updates.insert(base, merged);
         updates.insert(adapter.lora_b, b.zeros_like());
@@ -736,6 +738,41 @@ mod tests {
             ["query", "value"]
         );
         assert!(mean_orthogonality_error(&layer::<Inner>(&device)).is_none());
+    }
+
+    #[test]
+    fn merge_adapters_folds_every_adapter_into_its_base_and_keeps_the_function() {
+        let device = Default::default();
+        let mut model = tiny::<Inner>(&device);
+        for layer in [&mut model.query, &mut model.value] {
+            let adapter = layer.adapter.as_mut().unwrap();
+            adapter.lora_b = Param::from_tensor(Tensor::random(
+                [12, 4],
+                Distribution::Normal(0.0, 0.5),
+                &device,
+            ));
+        }
+        let x = Tensor::<Inner, 2>::random([3, 16], Distribution::Normal(0.0, 1.0), &device);
+        let out = |m: &Tiny<Inner>| {
+            m.query.forward(x.clone()) + m.value.forward(x.clone()) + m.plain.forward(x.clone())
+        };
+        let before = out(&model);
+        let expected = [&model.query, &model.value]
+            .map(|l| l.base.weight.val() + l.delta_weight().transpose());
+        let plain = model.plain.base.weight.val();
+        let (merged, count) = merge_adapters(model, 2.0).unwrap();
+        assert_eq!(count, 2);
+        assert!((out(&merged) - before).abs().max().into_scalar() <= 1e-5);
+        for (layer, want) in [&merged.query, &merged.value].into_iter().zip(expected) {
+            assert!((layer.base.weight.val() - want).abs().max().into_scalar() <= 1e-6);
+            let b = layer.adapter.as_ref().unwrap().lora_b.val();
+            assert_eq!(b.abs().sum().into_scalar(), 0.0, "B zeroed");
+        }
+        assert_eq!(
+            merged.plain.base.weight.val().into_data(),
+            plain.into_data(),
+            "a layer without adapter is untouched"
+        );
     }
 
     #[test]

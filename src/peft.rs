@@ -163,7 +163,7 @@ pub struct PeftConfig {
 
 /// Fields of PEFT's `LoraConfig` that never change the adapted model (bookkeeping, or settings
 /// that only matter with a variant refused elsewhere), accepted with any value.
-pub const HARMLESS_FIELDS: [&str; 11] = [
+pub const HARMLESS_FIELDS: [&str; 10] = [
     "peft_version",
     "auto_mapping",
     "megatron_core",
@@ -174,7 +174,6 @@ pub const HARMLESS_FIELDS: [&str; 11] = [
     "corda_config",
     "lora_ga_config",
     "runtime_config",
-    "layer_replication_config",
 ];
 
 /// `init_lora_weights` values that only decide the initial A and B, which the file replaces.
@@ -885,7 +884,164 @@ pub fn load_adapters<B: Backend, M: Module<B> + InjectLora>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Inner;
+    use crate::models::bert::BertForSequenceClassification;
     use crate::models::fixtures::Fixture;
+    use crate::models::EncoderInput;
+    use serde_json::json;
+
+    /// A copy of the adapter `fixture` with its adapter_config.json fields overwritten by `edit`.
+    fn edited(fixture: &Fixture, edit: &Value) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            fixture.dir.join(ADAPTER_WEIGHTS),
+            dir.path().join(ADAPTER_WEIGHTS),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(fixture.dir.join(ADAPTER_CONFIG)).unwrap();
+        let mut config: Value = serde_json::from_str(&text).unwrap();
+        for (key, value) in edit.as_object().unwrap() {
+            config[key] = value.clone();
+        }
+        std::fs::write(dir.path().join(ADAPTER_CONFIG), config.to_string()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn peft_module_selections_are_applied_exactly_or_refused_by_field() {
+        let (Some(bert), Some(adapter)) = (Fixture::load("bert"), Fixture::load("peft-bert"))
+        else {
+            return;
+        };
+        let device = Default::default();
+        let base = || {
+            BertForSequenceClassification::<Inner>::from_pretrained(&bert.dir, Some(2), &device)
+                .unwrap()
+                .0
+        };
+        let x = EncoderInput {
+            input_ids: adapter.int2("input_ids", &device),
+            attention_mask: adapter.int2("attention_mask", &device),
+            token_type_ids: None,
+        };
+        let loaded = |dir: &Path| -> Result<(Vec<String>, Vec<f32>)> {
+            let (model, _) = load(base(), dir)?;
+            let paths = model
+                .lora_adapters()
+                .iter()
+                .map(|a| model.hf_module_path(&a.path))
+                .collect();
+            let out = model.forward(&x).into_data().to_vec::<f32>().unwrap();
+            Ok((paths, out))
+        };
+        let (reference, logits) = loaded(&adapter.dir).unwrap();
+        assert_eq!(reference.len(), 4, "query and value of two layers");
+        // The same modules, said another way: the same model, exactly.
+        for edit in [
+            json!({"target_modules": r".*\.(query|value)"}),
+            json!({"target_modules": r"bert\.encoder\.layer\.\d+\.attention\.self\.(query|value)"}),
+            json!({"target_modules": ["query", "key", "value"], "exclude_modules": ["key"]}),
+            json!({"target_modules": r".*attention\.self\.\w+", "exclude_modules": r".*\.key"}),
+            json!({"layers_to_transform": [0, 1], "layers_pattern": "layer"}),
+            json!({"layers_to_transform": [1, 0]}),
+            json!({"rank_pattern": {"query": 4}, "alpha_pattern": {"value": 8}}),
+            json!({"rank_pattern": {"pooler": 16}}),
+            json!({"peft_version": "9.9", "use_qalora": false, "kasa_config": null}),
+            json!({"init_lora_weights": "gaussian", "lora_dropout": 0.1}),
+        ] {
+            let dir = edited(&adapter, &edit);
+            let (paths, out) = loaded(dir.path()).unwrap_or_else(|e| panic!("{edit}: {e}"));
+            assert_eq!(paths, reference, "{edit}");
+            assert_eq!(out, logits, "{edit}");
+        }
+        // What changes the model and cannot be applied exactly: an error naming the field.
+        for (edit, field) in [
+            (
+                json!({"target_modules": r"bert\.encoder\.layer\.0\.attention\.self\.query"}),
+                "target_modules",
+            ),
+            (json!({"target_modules": "(?<=x)query"}), "target_modules"),
+            (
+                json!({"target_modules": r".*\.classifier"}),
+                "target_modules",
+            ),
+            (json!({"layers_to_transform": [0]}), "layers_to_transform"),
+            (
+                json!({"layers_to_transform": 1, "layers_pattern": ["layer"]}),
+                "layers_to_transform",
+            ),
+            (
+                json!({"target_modules": ".*query", "layers_to_transform": [0, 1]}),
+                "layers_to_transform",
+            ),
+            (json!({"layers_pattern": "layer"}), "layers_pattern"),
+            (
+                json!({"exclude_modules": ["layer.0.attention.self.query"]}),
+                "exclude_modules",
+            ),
+            (json!({"rank_pattern": {"query": 8}}), "rank_pattern"),
+            (
+                json!({"alpha_pattern": {r"layer\.1\..*value": 16}}),
+                "alpha_pattern",
+            ),
+            (json!({"lora_bias": true}), "lora_bias"),
+            (json!({"use_dora": true}), "use_dora"),
+            (json!({"bias": "lora_only"}), "bias"),
+            (json!({"init_lora_weights": "pissa"}), "init_lora_weights"),
+            (
+                json!({"trainable_token_indices": [5]}),
+                "trainable_token_indices",
+            ),
+            (json!({"layer_replication": [[0, 2]]}), "layer_replication"),
+            (
+                json!({"target_parameters": ["x.weight"]}),
+                "target_parameters",
+            ),
+            (json!({"a_future_field": 3}), "a_future_field"),
+            (json!({"target_modules": null}), "target_modules"),
+        ] {
+            let dir = edited(&adapter, &edit);
+            match loaded(dir.path()) {
+                Err(Error::Config { key, msg }) => assert_eq!(key, field, "{edit}: {msg}"),
+                Err(other) => panic!("{edit}: expected a config error on {field}, got {other}"),
+                Ok(_) => panic!("{edit}: accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn base_model_is_a_hub_id_or_an_absolute_canonical_path() {
+        assert_eq!(
+            base_model_reference("microsoft/deberta-v3-base"),
+            ("microsoft/deberta-v3-base".to_string(), None)
+        );
+        assert_eq!(
+            base_model_reference("org/model@v1.0"),
+            ("org/model".to_string(), Some("v1.0".to_string()))
+        );
+        // Tests run in the crate root, where this relative directory exists.
+        let root = std::fs::canonicalize(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let (path, revision) = base_model_reference("tests/fixtures/bert");
+        assert_eq!(Path::new(&path), root.join("tests/fixtures/bert"));
+        assert_eq!(revision, None);
+        let (path, _) = base_model_reference("./tests/fixtures/../fixtures/bert");
+        assert_eq!(Path::new(&path), root.join("tests/fixtures/bert"));
+        let (path, _) = base_model_reference("./no-such-model");
+        assert!(
+            Path::new(&path).is_absolute() && path.ends_with("no-such-model"),
+            "{path}"
+        );
+        // What an export writes, and what eval reads back as --model.
+        let lora = LoraConfig::default();
+        let local = PeftConfig::from_lora(&lora, "SEQ_CLS", "tests/fixtures/bert", vec![]);
+        let written = local.base_model_name_or_path.clone().unwrap();
+        assert_eq!(Path::new(&written), root.join("tests/fixtures/bert"));
+        assert_eq!(local.base_model(), Some(written));
+        let hub = PeftConfig::from_lora(&lora, "SEQ_CLS", "org/model@v1.0", vec![]);
+        assert_eq!(hub.base_model_name_or_path.as_deref(), Some("org/model"));
+        assert_eq!(hub.revision.as_deref(), Some("v1.0"));
+        assert_eq!(hub.base_model().as_deref(), Some("org/model@v1.0"));
+    }
 
     #[test]
     fn reads_a_real_peft_adapter() {

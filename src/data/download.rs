@@ -4,7 +4,8 @@
 //! mirror; MRPC is not redistributed by GLUE, so its two SentEval text files are fetched and
 //! split into train/dev by GLUE's list of dev ids. Files are downloaded to a `.part` name and
 //! each task is extracted into a scratch directory and renamed into place, so an interrupted
-//! run never leaves a task directory that looks complete but is not.
+//! run never leaves a task directory that looks complete but is not. A failed download removes
+//! what it created (an empty `datasets/glue/` included) and says what to do without a network.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -43,6 +44,13 @@ pub fn task_zip_url(task: GlueTask) -> Option<String> {
     Some(format!("{GLUE_DATA_URL}/{file}"))
 }
 
+/// The host every GLUE file comes from ([`GLUE_DATA_URL`], [`MRPC_TRAIN_URL`], …).
+pub const GLUE_HOST: &str = "https://dl.fbaipublicfiles.com";
+
+/// What a failed transfer tells the user to do instead.
+pub const OFFLINE_HINT: &str = "no network? put a copy of the GLUE data in a directory DIR \
+     (DIR/RTE/train.tsv, DIR/RTE/dev.tsv, …) and pass --data-dir DIR";
+
 /// How [`download_glue`] behaves.
 #[derive(Debug, Clone, Default)]
 pub struct DownloadOptions {
@@ -51,6 +59,18 @@ pub struct DownloadOptions {
     /// A directory holding `msr_paraphrase_train.txt` and `msr_paraphrase_test.txt` (for
     /// instance extracted from Microsoft's MSI), used instead of the SentEval mirror.
     pub mrpc_dir: Option<PathBuf>,
+    /// A base URL that replaces [`GLUE_HOST`] in every download: a mirror of its files.
+    pub mirror: Option<String>,
+}
+
+impl DownloadOptions {
+    /// `url` with [`GLUE_HOST`] replaced by the mirror, if any.
+    fn url(&self, url: &str) -> String {
+        match (&self.mirror, url.strip_prefix(GLUE_HOST)) {
+            (Some(mirror), Some(rest)) => format!("{}{rest}", mirror.trim_end_matches('/')),
+            _ => url.to_string(),
+        }
+    }
 }
 
 /// Whether `task` already has its train and labelled dev files under `glue_dir`.
@@ -62,6 +82,10 @@ pub fn task_is_present(glue_dir: &Path, task: GlueTask) -> bool {
 
 /// Downloads `tasks` (all nine if empty) into `glue_dir`, skipping tasks already present
 /// unless `options.overwrite`. Returns the tasks that were fetched.
+///
+/// A task is written whole or not at all. When one fails, the tasks fetched before it stay, and
+/// the directories this call created are removed if they are empty, so a failed first download
+/// leaves no empty `glue_dir` behind. A failed transfer's error ends with [`OFFLINE_HINT`].
 pub fn download_glue(
     glue_dir: &Path,
     tasks: &[GlueTask],
@@ -72,26 +96,53 @@ pub fn download_glue(
     } else {
         tasks
     };
+    let created = missing_ancestors(glue_dir);
     fs::create_dir_all(glue_dir).map_err(|e| Error::io(glue_dir, e))?;
     let mut fetched = Vec::new();
     for &task in tasks {
         if !options.overwrite && task_is_present(glue_dir, task) {
             continue;
         }
-        match task_zip_url(task) {
-            Some(url) => {
-                let zip = glue_dir.join(format!(".{}.zip", task.dir_name()));
-                download_file(&url, &zip)?;
-                let extracted = extract_task_zip(&zip, glue_dir, task);
-                // The zip is only a transport format; drop it whether or not extraction worked.
-                let _ = fs::remove_file(&zip);
-                extracted?;
+        if let Err(e) = download_task(glue_dir, task, options) {
+            // Deepest first; `remove_dir` leaves any directory that is not empty.
+            for dir in &created {
+                let _ = fs::remove_dir(dir);
             }
-            None => download_mrpc(glue_dir, options.mrpc_dir.as_deref())?,
+            return Err(e);
         }
         fetched.push(task);
     }
     Ok(fetched)
+}
+
+/// `dir` and those of its ancestors that do not exist yet, deepest first.
+fn missing_ancestors(dir: &Path) -> Vec<PathBuf> {
+    dir.ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .map(Path::to_path_buf)
+        .collect()
+}
+
+fn download_task(glue_dir: &Path, task: GlueTask, options: &DownloadOptions) -> Result<()> {
+    match task_zip_url(task) {
+        Some(url) => {
+            let zip = glue_dir.join(format!(".{}.zip", task.dir_name()));
+            fetch(&options.url(&url), &zip)?;
+            let extracted = extract_task_zip(&zip, glue_dir, task);
+            // The zip is only a transport format; drop it whether or not extraction worked.
+            let _ = fs::remove_file(&zip);
+            extracted.map(drop)
+        }
+        None => download_mrpc_with(glue_dir, options),
+    }
+}
+
+/// [`download_file`], with [`OFFLINE_HINT`] on a failed transfer.
+fn fetch(url: &str, dest: &Path) -> Result<()> {
+    download_file(url, dest).map_err(|e| match e {
+        Error::Other(msg) => Error::Other(format!("{msg} ({OFFLINE_HINT})")),
+        other => other,
+    })
 }
 
 /// Fetches `url` to `dest` via `dest.part`, so a failed transfer leaves no file at `dest`.
@@ -229,29 +280,51 @@ pub fn extract_task_zip(zip_path: &Path, glue_dir: &Path, task: GlueTask) -> Res
 /// Fetches (or, with `local_dir`, copies) the MRPC source files into `glue_dir/MRPC` and
 /// converts them with [`convert_mrpc`].
 pub fn download_mrpc(glue_dir: &Path, local_dir: Option<&Path>) -> Result<()> {
-    let mrpc = glue_dir.join(GlueTask::Mrpc.dir_name());
-    fs::create_dir_all(&mrpc).map_err(|e| Error::io(&mrpc, e))?;
-    let train = mrpc.join("msr_paraphrase_train.txt");
-    let test = mrpc.join("msr_paraphrase_test.txt");
-    let dev_ids = mrpc.join("dev_ids.tsv");
-    match local_dir {
-        Some(dir) => {
-            for (src, dst) in [
-                (dir.join("msr_paraphrase_train.txt"), &train),
-                (dir.join("msr_paraphrase_test.txt"), &test),
-            ] {
-                if src != *dst {
+    let options = DownloadOptions {
+        mrpc_dir: local_dir.map(Path::to_path_buf),
+        ..DownloadOptions::default()
+    };
+    download_mrpc_with(glue_dir, &options)
+}
+
+/// [`download_mrpc`] with the options' MRPC directory and mirror. The files are gathered and
+/// converted in a scratch directory that replaces `glue_dir/MRPC` only once complete.
+fn download_mrpc_with(glue_dir: &Path, options: &DownloadOptions) -> Result<()> {
+    let target = glue_dir.join(GlueTask::Mrpc.dir_name());
+    let scratch = glue_dir.join(format!(".{}.partial", GlueTask::Mrpc.dir_name()));
+    if scratch.exists() {
+        fs::remove_dir_all(&scratch).map_err(|e| Error::io(&scratch, e))?;
+    }
+    let result = (|| -> Result<()> {
+        fs::create_dir_all(&scratch).map_err(|e| Error::io(&scratch, e))?;
+        let train = scratch.join("msr_paraphrase_train.txt");
+        let test = scratch.join("msr_paraphrase_test.txt");
+        let dev_ids = scratch.join("dev_ids.tsv");
+        match &options.mrpc_dir {
+            Some(dir) => {
+                for (src, dst) in [
+                    (dir.join("msr_paraphrase_train.txt"), &train),
+                    (dir.join("msr_paraphrase_test.txt"), &test),
+                ] {
                     fs::copy(&src, dst).map_err(|e| Error::io(&src, e))?;
                 }
             }
+            None => {
+                fetch(&options.url(MRPC_TRAIN_URL), &train)?;
+                fetch(&options.url(MRPC_TEST_URL), &test)?;
+            }
         }
-        None => {
-            download_file(MRPC_TRAIN_URL, &train)?;
-            download_file(MRPC_TEST_URL, &test)?;
-        }
+        fetch(&options.url(MRPC_DEV_IDS_URL), &dev_ids)?;
+        convert_mrpc(&train, &test, &dev_ids, &scratch)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_dir_all(&scratch);
+        return Err(e);
     }
-    download_file(MRPC_DEV_IDS_URL, &dev_ids)?;
-    convert_mrpc(&train, &test, &dev_ids, &mrpc)
+    if target.exists() {
+        fs::remove_dir_all(&target).map_err(|e| Error::io(&target, e))?;
+    }
+    fs::rename(&scratch, &target).map_err(|e| Error::io(&target, e))
 }
 
 fn read_lines(path: &Path) -> Result<Vec<String>> {
@@ -552,6 +625,56 @@ mod tests {
         ) {
             Err(Error::Data { file, line: 2, .. }) => assert_eq!(file, src.join("bad.txt")),
             other => panic!("expected a line-2 data error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_download_says_what_to_do_and_leaves_nothing_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        // The discard port of the loopback: refused at once, with no network needed.
+        let options = DownloadOptions {
+            mirror: Some("http://127.0.0.1:9/".into()),
+            ..DownloadOptions::default()
+        };
+        assert_eq!(
+            options.url(MRPC_DEV_IDS_URL),
+            "http://127.0.0.1:9/glue/data/mrpc_dev_ids.tsv"
+        );
+        let glue = tmp.path().join("datasets/glue");
+        for task in [GlueTask::Rte, GlueTask::Mrpc] {
+            let err = download_glue(&glue, &[task], &options)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("http://127.0.0.1:9/"), "{err}");
+            assert!(
+                err.ends_with(&format!("({OFFLINE_HINT})")) && err.contains("--data-dir DIR"),
+                "{err}"
+            );
+            // Neither datasets/glue nor datasets/ was there before: neither is left.
+            assert!(!tmp.path().join("datasets").exists(), "{task}");
+        }
+
+        // A directory that holds a complete task keeps it, and gets no debris of the failed one.
+        fs::create_dir_all(glue.join("RTE")).unwrap();
+        fs::write(glue.join("RTE/train.tsv"), RTE_TRAIN).unwrap();
+        fs::write(glue.join("RTE/dev.tsv"), RTE_DEV).unwrap();
+        let local = tmp.path().join("msr");
+        fs::create_dir_all(&local).unwrap();
+        fs::write(local.join("msr_paraphrase_train.txt"), "h\n").unwrap();
+        fs::write(local.join("msr_paraphrase_test.txt"), "h\n").unwrap();
+        let with_local_mrpc = DownloadOptions {
+            mrpc_dir: Some(local),
+            ..options.clone()
+        };
+        for task in [GlueTask::Cola, GlueTask::Mrpc] {
+            let tasks = [GlueTask::Rte, task];
+            assert!(download_glue(&glue, &tasks, &with_local_mrpc).is_err());
+            let mut left: Vec<String> = fs::read_dir(&glue)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            left.sort();
+            assert_eq!(left, ["RTE"], "{task}");
         }
     }
 

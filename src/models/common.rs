@@ -73,13 +73,8 @@ pub fn require_feasible_size(terms: &[&[(&str, u128)]]) -> Result<()> {
         Some((key, value)) if total > MAX_PARAMETERS => Err(Error::config(
             key,
             format!(
-                "{value} gives a model of more than {MAX_PARAMETERS} parameters (at least {}), \
-                 more than any model this crate can hold; is the value a typo?",
-                if total == u128::MAX {
-                    "2^128".to_string()
-                } else {
-                    total.to_string()
-                }
+                "{value} would make a model of more than {MAX_PARAMETERS} parameters, more than \
+                 any model this crate can hold; is it a typo?"
             ),
         )),
         _ => Ok(()),

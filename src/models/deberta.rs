@@ -221,11 +221,16 @@ impl DebertaV2Config {
         )?;
         // Before anything converts these sizes between i64 and usize.
         let size = |key, value: usize| (key, value as u128);
-        let (h, layers, emb) = (
+        let (h, layers) = (
             size("hidden_size", self.hidden_size),
             size("num_hidden_layers", self.num_hidden_layers),
-            size("embedding_size", self.embedding_size),
         );
+        // `embedding_size` defaults to `hidden_size`: name the key the file has.
+        let emb = if self.embedding_size == self.hidden_size {
+            h
+        } else {
+            size("embedding_size", self.embedding_size)
+        };
         let span = if self.position_buckets > 0 {
             ("position_buckets", self.position_buckets as u128)
         } else if self.max_relative_positions >= 1 {

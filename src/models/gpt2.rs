@@ -128,16 +128,16 @@ impl GPT2Config {
         require_heads_divide(("n_embd", self.n_embd), ("n_head", self.n_head))?;
         let size = |key, value: usize| (key, value as u128);
         let (d, layers) = (size("n_embd", self.n_embd), size("n_layer", self.n_layer));
-        let inner = match self.n_inner {
-            Some(n) => size("n_inner", n),
-            None => ("n_embd", 4 * self.n_embd as u128),
+        let inner: &[(&str, u128)] = match self.n_inner {
+            Some(n) => &[size("n_inner", n)],
+            None => &[d, ("", 4)],
         };
         require_feasible_size(&[
             &[size("vocab_size", self.vocab_size), d],
             &[size("n_positions", self.n_positions), d],
             // c_attn (q, k, v) and c_proj; c_fc and the feed-forward c_proj.
             &[layers, d, d, ("", 4)],
-            &[layers, d, inner, ("", 2)],
+            &[&[layers, d, ("", 2)], inner].concat(),
         ])?;
         require_init_std("initializer_range", self.initializer_range)?;
         require_positive_eps("layer_norm_epsilon", self.layer_norm_epsilon)?;

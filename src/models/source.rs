@@ -3,6 +3,15 @@
 //!
 //! A Hub model is materialised as a plain directory (not the Hub's symlinked cache layout) so
 //! that every later step, and a user looking at it, sees the same three files a local model has.
+//!
+//! # Path or Hub id
+//! `--model` (and a config's `model`) is read as a **local directory** when it exists, or
+//! when it looks like a path: it starts with `.`, `/`, `~` or `models/`, contains a `\`, has
+//! more than one `/`, or its part before the last `/` is an existing directory. Everything else
+//! is a **Hub id**: `owner/name` (`microsoft/deberta-v3-base`) or a bare legacy name
+//! (`gpt2-medium`), optionally `@revision`. A local path that does not exist is an error naming
+//! it ([`ModelSource::resolve`]), never a download of a repository that happens to be called
+//! `models/x`. Prefix a relative directory with `./` to force local.
 
 use std::path::{Path, PathBuf};
 
@@ -27,9 +36,14 @@ impl ModelFiles {
     /// file at once.
     pub fn from_dir(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
+            let msg = if dir.exists() {
+                "is a file, not a model directory (config.json, tokenizer.json and weights)"
+            } else {
+                "model directory does not exist"
+            };
             return Err(Error::Model {
                 path: dir.to_path_buf(),
-                msg: "model directory does not exist".into(),
+                msg: msg.into(),
             });
         }
         let mut missing = Vec::new();
@@ -74,9 +88,10 @@ pub enum ModelSource {
 }
 
 impl ModelSource {
-    /// Reads `spec`: an existing directory, or anything that looks like a path (`./x`, `/x`,
-    /// `~/x`, more than one `/`), is local; otherwise `org/name` or `org/name@revision` is a Hub
-    /// id. Prefix a relative directory with `./` to force local.
+    /// Reads `spec` by the rule of the [module documentation](self): an existing path, or
+    /// anything that looks like a path (`./x`, `/x`, `~/x`, `models/x`, `a/b/c`, `dir/x` with
+    /// `dir` an existing directory), is local; otherwise `org/name` or `org/name@revision` is a
+    /// Hub id. Nothing here touches the network or requires a local path to exist.
     pub fn parse(spec: &str) -> Result<Self> {
         let spec = spec.trim();
         if spec.is_empty() {
@@ -87,10 +102,15 @@ impl ModelSource {
             Some((id, rev)) => (id, Some(rev)),
             None => (spec, None),
         };
+        let in_existing_dir = path
+            .parent()
+            .is_some_and(|p| !p.as_os_str().is_empty() && p.is_dir());
         let looks_like_path = spec.starts_with(['.', '/', '~', '\\'])
+            || spec.starts_with("models/")
             || spec.contains('\\')
-            || id.matches('/').count() > 1;
-        if path.is_dir() || looks_like_path {
+            || id.matches('/').count() > 1
+            || in_existing_dir;
+        if path.exists() || looks_like_path {
             return Ok(Self::Local(path.to_path_buf()));
         }
         Self::hub(id, revision)
@@ -134,11 +154,12 @@ impl ModelSource {
         })
     }
 
-    /// The directory the model lives in: the path itself, or `<models_root>/<org>--<name>` for a
-    /// Hub id (`…@<revision>` appended, with `/` in it as `--`, for a non-default revision).
+    /// The directory the model lives in: the path itself (a leading `~/` expanded to `$HOME`,
+    /// as a shell would have), or `<models_root>/<org>--<name>` for a Hub id (`…@<revision>`
+    /// appended, with `/` in it as `--`, for a non-default revision).
     pub fn local_dir(&self, models_root: &Path) -> PathBuf {
         match self {
-            Self::Local(path) => path.clone(),
+            Self::Local(path) => expand_home(path),
             Self::Hub { repo_id, revision } => {
                 let mut name = repo_id.replace('/', "--");
                 if let Some(rev) = revision {
@@ -151,39 +172,119 @@ impl ModelSource {
     }
 
     /// The model's files. A Hub model already present under `models_root` is used as it is, with
-    /// no network access; otherwise it is downloaded first.
+    /// no network access; otherwise it is downloaded first (from `HF_ENDPOINT`, by default
+    /// huggingface.co). A local directory that does not exist is an error naming it.
     pub fn resolve(&self, models_root: &Path) -> Result<ModelFiles> {
+        self.resolve_with_endpoint(models_root, None)
+    }
+
+    /// [`resolve`](Self::resolve), downloading from `endpoint` (the Hub's base URL, e.g. a
+    /// mirror) instead of `HF_ENDPOINT` when given.
+    pub fn resolve_with_endpoint(
+        &self,
+        models_root: &Path,
+        endpoint: Option<&str>,
+    ) -> Result<ModelFiles> {
         let dir = self.local_dir(models_root);
         match self {
+            Self::Local(_) if !dir.exists() => Err(Error::Model {
+                path: dir,
+                msg: "no such model directory; a Hub id looks like owner/name (e.g. \
+                      microsoft/deberta-v3-base), a local model is a directory with \
+                      config.json, tokenizer.json and model.safetensors"
+                    .into(),
+            }),
             Self::Local(_) => ModelFiles::from_dir(&dir),
             Self::Hub { repo_id, revision } => match ModelFiles::from_dir(&dir) {
                 Ok(files) => Ok(files),
-                Err(_) => download(repo_id, revision.as_deref(), models_root, &dir),
+                Err(_) => download(repo_id, revision.as_deref(), models_root, &dir, endpoint),
             },
         }
     }
 }
 
+/// `~` or `~/rest` with `$HOME` in place of `~`, as a shell expands it; any other path as it is.
+fn expand_home(path: &Path) -> PathBuf {
+    let mut components = path.components();
+    match (components.next(), std::env::var_os("HOME")) {
+        (Some(std::path::Component::Normal(first)), Some(home)) if first == "~" => {
+            PathBuf::from(home).join(components.as_path())
+        }
+        _ => path.to_path_buf(),
+    }
+}
+
+/// What to do when the Hub cannot be reached, or has no such repository.
+const OFFLINE_HINT: &str = "no network? pass --model DIR with a local copy: a directory with \
+                            config.json, tokenizer.json and model.safetensors";
+
 /// Downloads config, weights (safetensors preferred) and tokenizer through the Hub's cache in
 /// `<models_root>/.hf-cache` (resumable, shared between revisions), then copies them into `dir`.
+/// On failure, `dir` is removed if this call created it, and so are `models_root` and its cache
+/// directory if they were created and are empty: a failed first download leaves no `models/`.
 fn download(
     repo_id: &str,
     revision: Option<&str>,
     models_root: &Path,
     dir: &Path,
+    endpoint: Option<&str>,
 ) -> Result<ModelFiles> {
-    use hf_hub::api::sync::ApiBuilder;
+    let cache = models_root.join(".hf-cache");
+    let created: Vec<PathBuf> = [dir, cache.as_path(), models_root]
+        .into_iter()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    let result = download_into(repo_id, revision, &cache, dir, endpoint);
+    if result.is_err() {
+        for d in &created {
+            // The model directory holds only this call's copies; the others only if empty.
+            let _ = if d == dir {
+                std::fs::remove_dir_all(d)
+            } else {
+                std::fs::remove_dir(d)
+            };
+        }
+    }
+    result
+}
+
+fn download_into(
+    repo_id: &str,
+    revision: Option<&str>,
+    cache: &Path,
+    dir: &Path,
+    endpoint: Option<&str>,
+) -> Result<ModelFiles> {
+    use hf_hub::api::sync::{ApiBuilder, ApiError};
     use hf_hub::{Repo, RepoType};
 
     let hub_err = |msg: String| Error::Model {
         path: dir.to_path_buf(),
         msg: format!("Hub repository `{repo_id}`: {msg}"),
     };
-    let api = ApiBuilder::from_env()
-        .with_cache_dir(models_root.join(".hf-cache"))
-        .with_progress(true)
-        .build()
-        .map_err(|e| hub_err(e.to_string()))?;
+    // A transfer that failed says what to do next: a missing (or private) repository is
+    // answered with 401 or 404, anything else is taken as no network.
+    let transfer_err = |what: String, e: ApiError| {
+        let text = e.to_string();
+        let hint = if ["status code 401", "status code 403", "status code 404"]
+            .iter()
+            .any(|code| text.contains(code))
+        {
+            "no such repository, or a private one: check the id (owner/name), set HF_TOKEN for \
+             a gated model, or pass --model DIR with a local copy"
+        } else {
+            OFFLINE_HINT
+        };
+        hub_err(format!("{what}: {text} ({hint})"))
+    };
+    let mut builder = ApiBuilder::from_env()
+        .with_cache_dir(cache.to_path_buf())
+        .with_progress(true);
+    if let Some(endpoint) = endpoint {
+        builder = builder.with_endpoint(endpoint.trim_end_matches('/').to_string());
+    }
+    let api = builder.build().map_err(|e| hub_err(e.to_string()))?;
     let repo = api.repo(Repo::with_revision(
         repo_id.to_string(),
         RepoType::Model,
@@ -191,7 +292,7 @@ fn download(
     ));
     let listed: Vec<String> = repo
         .info()
-        .map_err(|e| hub_err(format!("cannot list files: {e}")))?
+        .map_err(|e| transfer_err("cannot list files".into(), e))?
         .siblings
         .into_iter()
         .map(|s| s.rfilename)
@@ -218,7 +319,7 @@ fn download(
     for name in ["config.json", "tokenizer.json", weights] {
         let cached = repo
             .get(name)
-            .map_err(|e| hub_err(format!("downloading {name}: {e}")))?;
+            .map_err(|e| transfer_err(format!("downloading {name}"), e))?;
         let target = dir.join(name);
         // Copy through a temporary name so an interrupted copy never looks complete.
         let partial = dir.join(format!("{name}.partial"));
@@ -271,6 +372,96 @@ mod tests {
             ModelSource::parse(spec).unwrap(),
             ModelSource::Local(dir.path().to_path_buf())
         );
+    }
+
+    #[test]
+    fn path_like_values_are_local_and_hub_ids_are_not() {
+        // `models/x` is where Hub models are downloaded to, never a Hub id; neither is a path
+        // under an existing directory.
+        let tmp = tempfile::tempdir().unwrap();
+        let under = tmp.path().join("owner").join("name");
+        std::fs::create_dir_all(tmp.path().join("owner")).unwrap();
+        for spec in [
+            "models/deberta-v3-base",
+            "models/org/name",
+            under.to_str().unwrap(),
+            "src/no-such-model",
+        ] {
+            assert_eq!(
+                ModelSource::parse(spec).unwrap(),
+                ModelSource::Local(PathBuf::from(spec)),
+                "{spec}"
+            );
+        }
+        // An existing file is local too (and then not a directory), never a Hub id.
+        let err = ModelSource::parse("Cargo.toml")
+            .unwrap()
+            .resolve(tmp.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Cargo.toml: is a file, not a model directory"),
+            "{err}"
+        );
+        // Real Hub ids stay Hub ids (no directory `microsoft/` or `gpt2-medium` exists here).
+        for (spec, id) in [
+            ("microsoft/deberta-v3-base", "microsoft/deberta-v3-base"),
+            ("gpt2-medium", "gpt2-medium"),
+            ("openai-community/gpt2@main", "openai-community/gpt2"),
+        ] {
+            assert!(
+                matches!(ModelSource::parse(spec).unwrap(), ModelSource::Hub { repo_id, .. } if repo_id == id),
+                "{spec}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_local_directory_is_an_error_not_a_download() {
+        let root = tempfile::tempdir().unwrap();
+        for spec in [
+            "models/no-such-model",
+            "./no/such/dir",
+            "~/no-such-model-dir-x9",
+        ] {
+            let source = ModelSource::parse(spec).unwrap();
+            // An unroutable endpoint: were this a download, it would fail differently.
+            let err = source
+                .resolve_with_endpoint(root.path(), Some("http://127.0.0.1:9"))
+                .unwrap_err()
+                .to_string();
+            let shown = spec.trim_start_matches("~/");
+            assert!(err.contains(shown), "{err}");
+            assert!(
+                err.contains("no such model directory; a Hub id looks like owner/name"),
+                "{err}"
+            );
+            assert!(!root.path().join(".hf-cache").exists());
+        }
+    }
+
+    #[test]
+    fn an_unreachable_hub_says_what_to_do_and_leaves_nothing_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("models");
+        let source = hub("org/model", None);
+        // The discard port of the loopback: refused at once, with no network needed.
+        let err = source
+            .resolve_with_endpoint(&root, Some("http://127.0.0.1:9"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("org/model") && err.contains("cannot list files"),
+            "{err}"
+        );
+        assert!(err.ends_with(&format!("({OFFLINE_HINT})")), "{err}");
+        assert!(!root.exists(), "a failed download left {}", root.display());
+        // An existing models root stays, without debris.
+        std::fs::create_dir_all(&root).unwrap();
+        assert!(source
+            .resolve_with_endpoint(&root, Some("http://127.0.0.1:9"))
+            .is_err());
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
     }
 
     #[test]

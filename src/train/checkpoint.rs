@@ -84,21 +84,148 @@ impl<B: Backend> Recorder<B> for AtomicRecorder {
         write_atomically(&path, &bytes).map_err(|e| self.fail(&path, e))
     }
 
-    /// As `NamedMpkFileRecorder` reads, but every error names the file.
+    /// As `NamedMpkFileRecorder` reads, but every error names the file, and every tensor is
+    /// checked against its shape first ([`tensor_check`]).
     fn load_item<I: DeserializeOwned>(
         &self,
         file: &mut PathBuf,
     ) -> std::result::Result<I, RecorderError> {
         file.set_extension(<Self as FileRecorder<B>>::file_extension());
         let path = file.as_path();
-        let opened = std::fs::File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                RecorderError::FileNotFound(format!("{}: {e}", path.display()))
+        let open = || {
+            std::fs::File::open(path)
+                .map(std::io::BufReader::new)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => {
+                        RecorderError::FileNotFound(format!("{}: {e}", path.display()))
+                    }
+                    _ => RecorderError::Unknown(format!("{}: {e}", path.display())),
+                })
+        };
+        let damaged = |e: rmp_serde::decode::Error| {
+            RecorderError::DeserializeError(format!("{}: {e}", path.display()))
+        };
+        rmp_serde::decode::from_read::<_, tensor_check::Node>(open()?).map_err(damaged)?;
+        rmp_serde::decode::from_read(open()?).map_err(damaged)
+    }
+}
+
+/// A pass over a record file that checks every tensor (a map of `bytes`, `shape` and `dtype`)
+/// holds exactly the bytes its shape needs, before burn builds it: ndarray only
+/// `debug_assert`s this, so in a release build a damaged file whose shape promises more values
+/// than it holds would be read out of bounds instead of failing.
+mod tensor_check {
+    use std::fmt;
+
+    use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    /// What the check keeps of a value.
+    pub(super) enum Node {
+        Bytes(usize),
+        UInt(u64),
+        /// A short string (a `dtype` name, a key).
+        Str(String),
+        /// A list of unsigned integers (a shape).
+        Sizes(Vec<u64>),
+        Other,
+    }
+
+    impl<'de> Deserialize<'de> for Node {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(NodeVisitor)
+        }
+    }
+
+    /// Bytes per element of a `DType` as burn serialises it; `None` for the others, which are
+    /// left to burn (bool and quantized tensors, not in the records written here).
+    fn element_size(dtype: &str) -> Option<u64> {
+        Some(match dtype {
+            "F64" | "I64" | "U64" => 8,
+            "F32" | "Flex32" | "I32" | "U32" => 4,
+            "F16" | "BF16" | "I16" | "U16" => 2,
+            "I8" | "U8" => 1,
+            _ => return None,
+        })
+    }
+
+    struct NodeVisitor;
+
+    impl<'de> Visitor<'de> for NodeVisitor {
+        type Value = Node;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a MessagePack value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
+            Ok(Node::Other)
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Node, E> {
+            Ok(u64::try_from(v).map_or(Node::Other, Node::UInt))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Node, E> {
+            Ok(Node::UInt(v))
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
+            Ok(Node::Other)
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Node, E> {
+            Ok(if v.len() <= 64 {
+                Node::Str(v.to_string())
+            } else {
+                Node::Other
+            })
+        }
+        fn visit_bytes<E>(self, v: &[u8]) -> Result<Node, E> {
+            Ok(Node::Bytes(v.len()))
+        }
+        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Node, E> {
+            Ok(Node::Bytes(v.len()))
+        }
+        fn visit_none<E>(self) -> Result<Node, E> {
+            Ok(Node::Other)
+        }
+        fn visit_unit<E>(self) -> Result<Node, E> {
+            Ok(Node::Other)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+            Node::deserialize(d)
+        }
+        fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+            Node::deserialize(d)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+            let mut sizes = Some(Vec::new());
+            while let Some(node) = seq.next_element::<Node>()? {
+                match (&mut sizes, node) {
+                    (Some(s), Node::UInt(v)) => s.push(v),
+                    _ => sizes = None,
+                }
             }
-            _ => RecorderError::Unknown(format!("{}: {e}", path.display())),
-        })?;
-        rmp_serde::decode::from_read(std::io::BufReader::new(opened))
-            .map_err(|e| RecorderError::DeserializeError(format!("{}: {e}", path.display())))
+            Ok(sizes.map_or(Node::Other, Node::Sizes))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+            let (mut bytes, mut shape, mut dtype) = (None, None, None);
+            while let Some(key) = map.next_key::<Node>()? {
+                match (key, map.next_value::<Node>()?) {
+                    (Node::Str(k), Node::Bytes(n)) if k == "bytes" => bytes = Some(n),
+                    (Node::Str(k), Node::Sizes(s)) if k == "shape" => shape = Some(s),
+                    (Node::Str(k), Node::Str(t)) if k == "dtype" => dtype = Some(t),
+                    _ => {}
+                }
+            }
+            if let (Some(len), Some(shape), Some(dtype)) = (bytes, shape, dtype) {
+                if let Some(size) = element_size(&dtype) {
+                    let need = shape.iter().try_fold(size, |n, &d| n.checked_mul(d));
+                    if need != Some(len as u64) {
+                        return Err(de::Error::custom(format!(
+                            "a {dtype} tensor of shape {shape:?} needs {} bytes but holds {len}",
+                            need.map_or("more than 2^64".into(), |n| n.to_string())
+                        )));
+                    }
+                }
+            }
+            Ok(Node::Other)
+        }
     }
 }
 
@@ -179,12 +306,12 @@ fn check_epoch<B: Backend, M: Record<B>, O: Record<B>, S: Record<B>>(
     let recorder = AtomicRecorder::default();
     let load = |part: &str, read: &dyn Fn() -> std::result::Result<(), RecorderError>| {
         let path = part_path(run_dir, part, epoch).with_extension("mpk");
-        // A decodable file whose tensors do not match their shapes could still panic inside
-        // burn while the record is built: that is damage too, not a crash.
+        // `load_item` checks the tensors against their shapes; should burn still panic while
+        // it builds the record from a damaged file, that is damage too, not a crash.
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|_| {
                 Err(RecorderError::Unknown(
-                    "its tensors do not match their shapes".into(),
+                    "burn could not build the record from it".into(),
                 ))
             });
         result.map_err(|e| {
@@ -230,9 +357,16 @@ fn reason(e: &RecorderError, path: &Path) -> String {
             text.truncate(at);
         }
     }
-    let text = text
-        .replace("Unable to load record.\n", "")
-        .replace('\n', "; ");
+    let mut text = text.replace("Unable to load record.\n", "");
+    // `Error: DeserializeError("…")`, burn's `Debug` of our own error: keep the message.
+    text = text.trim_start_matches("Error: ").to_string();
+    for variant in ["DeserializeError(\"", "Unknown(\"", "FileNotFound(\""] {
+        if let Some(inner) = text.strip_prefix(variant) {
+            let inner = inner.strip_suffix("\")").unwrap_or(inner);
+            text = inner.replace("\\\"", "\"");
+        }
+    }
+    let text = text.replace('\n', "; ");
     const MAX_CHARS: usize = 200;
     match text.char_indices().nth(MAX_CHARS) {
         Some((end, _)) => format!("{}…", &text[..end]),

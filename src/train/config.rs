@@ -480,10 +480,20 @@ fn toml_error(text: &str, e: &toml::de::Error) -> Error {
     let Some(span) = e.span() else {
         return Error::config("config", e.message().to_string());
     };
-    let start = span.start.min(text.len());
+    let mut start = span.start.min(text.len());
+    // A span inside a multi-byte character must not make the slicing below panic.
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
     let line_no = text[..start].matches('\n').count() + 1;
     let mut lines = text[..start].lines().rev();
     let line = text.lines().nth(line_no - 1).unwrap_or_default();
+    // A `[table]` header on the error's line (a table given twice) is the key itself.
+    let header = line.trim();
+    if header.starts_with('[') && header.ends_with(']') {
+        let table = header.trim_matches(['[', ']']).trim().to_string();
+        return Error::config(table, format!("{} (line {line_no})", e.message()));
+    }
     // The key of `key = value` on the error's line, under the last `[table]` header above it.
     let key = line
         .split_once('=')

@@ -253,13 +253,15 @@ where
 
     let micro = config.micro_batch_size();
     let iterations_per_epoch = train.len().div_ceil(micro);
-    let total = config.epochs * iterations_per_epoch;
+    let total_steps = config.epochs * iterations_per_epoch;
     let scheduler = match config.warmup_steps {
         // Optimizer steps → scheduler steps, which burn-train counts per micro-batch.
-        Some(steps) => {
-            WarmupLinear::with_warmup_steps(config.lr, steps * config.grad_accumulation, total)
-        }
-        None => WarmupLinear::new(config.lr, config.warmup_ratio, total),
+        Some(steps) => WarmupLinear::with_warmup_steps(
+            config.lr,
+            steps * config.grad_accumulation,
+            total_steps,
+        ),
+        None => WarmupLinear::new(config.lr, config.warmup_ratio, total_steps),
     };
     let optimizer = config.optimizer.init::<B, T::Model<B>>()?;
 
