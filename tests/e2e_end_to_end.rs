@@ -25,7 +25,7 @@ fn write_csv(path: &Path, rows: &[E2eRow]) {
     std::fs::write(path, text).unwrap();
 }
 
-/// Real rows: 48 training pairs and 16 validation pairs from devset.csv, and the first 4 test
+/// Real rows: 24 training pairs and 8 validation pairs from devset.csv, and the first 3 test
 /// MRs with all their references from testset_w_refs.csv.
 fn data_dir(root: &Path) -> Option<PathBuf> {
     let e2e = manifold_lora::testing::shared_path("data/e2e/tuetschek")?;
@@ -33,8 +33,8 @@ fn data_dir(root: &Path) -> Option<PathBuf> {
     let test = read_e2e_csv(&e2e.join("testset_w_refs.csv")).unwrap();
     let dir = root.join("e2e");
     std::fs::create_dir_all(&dir).unwrap();
-    write_csv(&dir.join("train.csv"), &dev[..48]);
-    write_csv(&dir.join("dev.csv"), &dev[100..116]);
+    write_csv(&dir.join("train.csv"), &dev[..24]);
+    write_csv(&dir.join("dev.csv"), &dev[100..108]);
     let first_mrs: Vec<&String> = {
         let mut seen = Vec::new();
         for row in &test {
@@ -42,7 +42,7 @@ fn data_dir(root: &Path) -> Option<PathBuf> {
                 seen.push(&row.mr);
             }
         }
-        seen.into_iter().take(4).collect()
+        seen.into_iter().take(3).collect()
     };
     let rows: Vec<E2eRow> = test
         .iter()
@@ -114,8 +114,8 @@ fn e2e_trains_resumes_identically_generates_and_scores() {
     let results = &straight.results;
     assert_eq!(results["task"], "e2e");
     assert_eq!(results["adapter_reload_reproduces_dev_predictions"], true);
-    assert_eq!(results["data"]["train_sequences"], 48);
-    assert_eq!(results["data"]["test_instances"], 4);
+    assert_eq!(results["data"]["train_sequences"], 24);
+    assert_eq!(results["data"]["test_instances"], 3);
     let test = &results["dev"]["test"];
     for key in [
         "bleu",
@@ -133,7 +133,7 @@ fn e2e_trains_resumes_identically_generates_and_scores() {
     let references = straight.run_dir.join("references-test.txt");
     assert_eq!(
         std::fs::read_to_string(&outputs).unwrap().lines().count(),
-        4
+        3
     );
     let rescored = score_files(&references, &outputs).unwrap();
     assert_eq!(rescored.bleu, test["bleu"].as_f64().unwrap());
@@ -152,7 +152,7 @@ fn e2e_trains_resumes_identically_generates_and_scores() {
     assert_eq!(adapter["task_type"], "CAUSAL_LM");
     assert_eq!(adapter["fan_in_fan_out"], true);
     let steps = train_lines(&straight.run_dir);
-    assert_eq!(steps.len(), 2 * 48 / 8);
+    assert_eq!(steps.len(), 2 * 24 / 8);
     assert!(steps
         .iter()
         .all(|l| l["loss"].as_f64().unwrap().is_finite()));
