@@ -313,3 +313,20 @@ pub fn in_file(path: &Path) -> impl Fn(Error) -> Error + '_ {
         }
     }
 }
+
+/// `model_type` of a Hugging Face config.json: which architecture a task model builds.
+pub fn model_type(config_path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(config_path).map_err(|e| Error::io(config_path, e))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Model {
+        path: config_path.to_path_buf(),
+        msg: format!("invalid JSON: {e}"),
+    })?;
+    value
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| Error::Model {
+            path: config_path.to_path_buf(),
+            msg: "no `model_type` key".into(),
+        })
+}

@@ -36,23 +36,6 @@ pub enum GlueModel<B: Backend> {
     Bert(BertForSequenceClassification<B>),
 }
 
-/// `model_type` of a Hugging Face config.json.
-fn model_type(config_path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(config_path).map_err(|e| Error::io(config_path, e))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Model {
-        path: config_path.to_path_buf(),
-        msg: format!("invalid JSON: {e}"),
-    })?;
-    value
-        .get("model_type")
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .ok_or_else(|| Error::Model {
-            path: config_path.to_path_buf(),
-            msg: "no `model_type` key".into(),
-        })
-}
-
 impl<B: Backend> GlueModel<B> {
     /// A model with `num_labels` outputs built from the Hugging Face directory `dir` (config.json
     /// and weights); the head is fresh when the checkpoint has none.
@@ -69,7 +52,7 @@ impl<B: Backend> GlueModel<B> {
     /// The architecture of `dir/config.json` with random weights.
     pub fn from_config(dir: &Path, num_labels: usize, device: &B::Device) -> Result<Self> {
         let config_path = dir.join("config.json");
-        match model_type(&config_path)?.as_str() {
+        match loader::model_type(&config_path)?.as_str() {
             "deberta-v2" => {
                 let mut config = DebertaV2Config::from_file(&config_path)?;
                 config.num_labels = num_labels;

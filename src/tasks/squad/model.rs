@@ -97,29 +97,12 @@ impl<B: Backend> ItemLazy for QaOutput<B> {
     }
 }
 
-/// `model_type` of a Hugging Face config.json.
-fn model_type(config_path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(config_path).map_err(|e| Error::io(config_path, e))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Model {
-        path: config_path.to_path_buf(),
-        msg: format!("invalid JSON: {e}"),
-    })?;
-    value
-        .get("model_type")
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .ok_or_else(|| Error::Model {
-            path: config_path.to_path_buf(),
-            msg: "no `model_type` key".into(),
-        })
-}
-
 impl<B: Backend> QaModel<B> {
     /// The model of the Hugging Face directory `dir`; `qa_outputs` is fresh when the checkpoint
     /// has none (a base model).
     pub fn from_pretrained(dir: &Path, device: &B::Device) -> Result<(Self, LoadReport)> {
         let config_path = dir.join("config.json");
-        let mut model = match model_type(&config_path)?.as_str() {
+        let mut model = match loader::model_type(&config_path)?.as_str() {
             "deberta-v2" => {
                 let mut config = DebertaV2Config::from_file(&config_path)?;
                 config.num_labels = 2;
