@@ -1,9 +1,9 @@
 //! The command line every task binary shares (`glue`, `squad`): the experiment file of the
 //! paper's row, typed flags over it, `--set key=value` over those, and `--resume`'s rules.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{Args, Command, Parser};
 
 use crate::error::{Error, Result};
 use crate::train::config::experiment_file;
@@ -159,7 +159,7 @@ impl TrainArgs {
             // otherwise.
             Some(path) => {
                 println!("config: {}", path.display());
-                RunConfig::from_file(path)?
+                RunConfig::from_file_over(path, &defaults)?
             }
             None => {
                 let task = self.task.clone().unwrap_or(defaults.task.clone());
@@ -168,7 +168,7 @@ impl TrainArgs {
                 match experiment_file(&task, method, rank) {
                     Some(path) => {
                         println!("config: {}", path.display());
-                        RunConfig::from_file(&path)?
+                        RunConfig::from_file_over(&path, &defaults)?
                     }
                     None => defaults,
                 }
@@ -232,6 +232,13 @@ impl TrainArgs {
             // asks for something else is refused rather than silently ignored.
             let run_dir = config.output_dir.join(config.run_name());
             let path = run_dir.join(CONFIG_FILE);
+            if !path.is_file() {
+                return Err(Error::Other(format!(
+                    "--resume: {} holds no run (no {CONFIG_FILE}); check --output-dir and \
+                     --run-name, or start the run without --resume",
+                    run_dir.display()
+                )));
+            }
             let mut saved = RunConfig::from_file(&path)?.resolve()?;
             let explicit = args.explicit_keys();
             let asked: Vec<String> = saved
@@ -270,4 +277,62 @@ impl TrainArgs {
             resume_from: self.resume_from,
         }
     }
+}
+
+/// Parses the command line of a binary whose top level flattens [`TrainArgs`], with each
+/// training flag's default shown in `--help`: the values of `row` (the experiment file of the
+/// binary's default task, method and rank) or, without one, `defaults`.
+pub fn parse_with_defaults<C: Parser>(defaults: &RunConfig, row: Option<&Path>) -> C {
+    let matches = with_defaults_in_help(C::command(), defaults, row).get_matches();
+    C::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// `cmd` with "[default: …]" after each training flag's help. The flags are `Option`s because
+/// the defaults depend on the task, method and rank chosen, so clap cannot show them itself.
+pub fn with_defaults_in_help(cmd: Command, defaults: &RunConfig, row: Option<&Path>) -> Command {
+    let loaded = row.and_then(|path| Some((RunConfig::from_file(path).ok()?, path)));
+    let (config, source) = match &loaded {
+        Some((config, path)) => (config, format!("the paper's row in {}", path.display())),
+        None => (defaults, "the built-in defaults".to_string()),
+    };
+    let manifold_only = |v: f64| match config.method {
+        Method::Sphere | Method::Stiefel => v.to_string(),
+        _ => format!("{v} (sphere and stiefel only)"),
+    };
+    let shown = [
+        ("task", config.task.clone()),
+        ("method", config.method.name().to_string()),
+        ("rank", config.lora.rank.to_string()),
+        ("alpha", config.lora.alpha.to_string()),
+        ("model", config.model.clone()),
+        ("data_dir", config.data_dir.display().to_string()),
+        ("output_dir", config.output_dir.display().to_string()),
+        ("epochs", config.epochs.to_string()),
+        ("lr", config.lr.to_string()),
+        ("batch_size", config.batch_size.to_string()),
+        ("grad_accumulation", config.grad_accumulation.to_string()),
+        ("max_len", config.max_len.to_string()),
+        ("train_limit", limit(config.train_limit)),
+        ("dev_limit", limit(config.dev_limit)),
+        ("seed", config.seed.to_string()),
+        ("mu", manifold_only(config.optimizer.mu)),
+        ("lower", manifold_only(config.optimizer.lower)),
+        ("upper", manifold_only(config.optimizer.upper)),
+        ("weight_decay", config.optimizer.weight_decay.to_string()),
+    ];
+    let mut cmd = cmd.after_help(format!(
+        "Defaults shown are {source}. Another --task, --method or --rank (or --config) takes \
+         its own values: see them with --print-config."
+    ));
+    for (id, value) in shown {
+        cmd = cmd.mut_arg(id, |arg| {
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            arg.help(format!("{help} [default: {value}]"))
+        });
+    }
+    cmd
+}
+
+fn limit(n: Option<usize>) -> String {
+    n.map_or_else(|| "all".to_string(), |n| n.to_string())
 }

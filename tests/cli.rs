@@ -86,3 +86,96 @@ fn negative_and_zero_values_are_config_errors_naming_the_key() {
     let out = glue(&["--version"]);
     assert!(text(&out.stdout).starts_with("glue "));
 }
+
+#[test]
+fn help_shows_the_default_rows_values() {
+    let out = glue(&["--help"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let help = text(&out.stdout);
+    // The default row is RTE, stiefel, r 8: Table 4's schedule and Table 6's μ/lower/upper, as
+    // in the experiment file that `--print-config` shows (checked above).
+    let row = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("experiments/glue/rte-stiefel-r8.toml"),
+    )
+    .expect("the RTE row's file");
+    let value = |key: &str| {
+        row.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("`{key}` in the RTE row"))
+            .trim()
+            .to_string()
+    };
+    let expected = [
+        ("--task", "rte".to_string()),
+        ("--method", "stiefel".to_string()),
+        ("--rank", "8".to_string()),
+        ("--epochs", value("epochs")),
+        ("--mu", value("mu")),
+        ("--lower", value("lower")),
+        ("--batch-size", value("batch_size")),
+    ];
+    // clap wraps long help lines: join each flag's paragraph before looking.
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (flag, v) in expected {
+        let after = flat
+            .split(&format!("{flag} <"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{flag} in\n{help}"));
+        let paragraph = after.split(" --").next().unwrap_or(after);
+        assert!(
+            paragraph.contains(&format!("[default: {v}]")),
+            "{flag}: expected [default: {v}] in `{paragraph}`"
+        );
+    }
+    assert!(flat.contains("--print-config"), "{help}");
+}
+
+#[test]
+fn a_partial_squad_config_takes_squads_defaults_not_glues() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("partial.toml");
+    std::fs::write(
+        &file,
+        "task = \"squad-v1.1\"\nmethod = \"lora\"\n\n[lora]\nrank = 4\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_squad"))
+        .arg("--config")
+        .arg(&file)
+        .arg("--print-config")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let config = text(&out.stdout);
+    for line in [
+        "data_dir = \"datasets/squad\"",
+        "max_len = 384",
+        "lr = 0.003",
+        "rank = 4",
+        "doc_stride = 128",
+    ] {
+        assert!(config.contains(line), "missing `{line}` in\n{config}");
+    }
+}
+
+#[test]
+fn resume_without_a_run_names_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = glue(&[
+        "--task",
+        "rte",
+        "--output-dir",
+        dir.path().to_str().unwrap(),
+        "--run-name",
+        "never-started",
+        "--resume",
+    ]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("never-started") && stderr.contains("holds no run"),
+        "{stderr}"
+    );
+}

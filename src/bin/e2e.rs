@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use manifold_lora::backend::{self, Inner, Train};
-use manifold_lora::cli::TrainArgs;
+use manifold_lora::cli::{self, TrainArgs};
 use manifold_lora::data::download::download_file;
 use manifold_lora::error::{Error, Result};
 use manifold_lora::export::{self, AdapterArgs, EvalArgs, HfHead};
@@ -162,7 +162,9 @@ fn train(args: &mut TrainArgs) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    let defaults = default_config();
+    let row = experiment_file(&defaults.model, defaults.method);
+    let mut cli: Cli = cli::parse_with_defaults(&defaults, row.as_deref());
     let result = match &cli.command {
         Some(Command::Score {
             references,

@@ -18,12 +18,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use manifold_lora::backend::{self, Inner, Train};
-use manifold_lora::cli::TrainArgs;
+use manifold_lora::cli::{self, TrainArgs};
 use manifold_lora::data::download::{download_glue, DownloadOptions};
 use manifold_lora::data::glue::GlueTask;
 use manifold_lora::error::Result;
 use manifold_lora::export::{self, AdapterArgs, EvalArgs, HfHead};
 use manifold_lora::tasks::glue::Glue;
+use manifold_lora::train::config::experiment_file;
 use manifold_lora::train::figures;
 use manifold_lora::train::run::METRICS_FILE;
 use manifold_lora::train::RunConfig;
@@ -177,7 +178,9 @@ fn compare(runs: &[PathBuf], out: &Path) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let defaults = RunConfig::default();
+    let row = experiment_file(&defaults.task, defaults.method, defaults.lora.rank);
+    let cli: Cli = cli::parse_with_defaults(&defaults, row.as_deref());
     let result = match &cli.command {
         Some(Command::Compare { runs, out }) => compare(runs, out),
         Some(Command::Download { tasks, data_dir }) => tasks

@@ -18,13 +18,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use manifold_lora::backend::{self, Inner, Train};
-use manifold_lora::cli::TrainArgs;
+use manifold_lora::cli::{self, TrainArgs};
 use manifold_lora::data::download::download_file;
 use manifold_lora::error::{Error, Result};
 use manifold_lora::export::{self, AdapterArgs, EvalArgs, HfHead};
 use manifold_lora::tasks::squad::data::SquadVersion;
 use manifold_lora::tasks::squad::task::{default_config, official_files, Squad};
 use manifold_lora::tasks::TaskKind;
+use manifold_lora::train::config::experiment_file;
 use manifold_lora::train::RunConfig;
 
 /// Where the official files are published.
@@ -187,7 +188,9 @@ fn train(cli: &mut Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    let defaults = default_config(SquadVersion::V1);
+    let row = experiment_file(&defaults.task, defaults.method, defaults.lora.rank);
+    let mut cli: Cli = cli::parse_with_defaults(&defaults, row.as_deref());
     if cli.crate_version {
         println!("squad {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;

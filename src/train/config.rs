@@ -277,8 +277,21 @@ impl Default for RunConfig {
 impl RunConfig {
     /// Reads a TOML file; unknown keys are errors naming the key and the file.
     pub fn from_file(path: &Path) -> Result<Self> {
+        Self::from_file_over(path, &Self::default())
+    }
+
+    /// Parses TOML text. Keys a table leaves out take [`RunConfig::default`]'s values, also
+    /// inside `[lora]` and `[optimizer]` (whose own types have other defaults: a partial table
+    /// must not reset weight decay or the targets). Errors name the key and the line.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        Self::from_toml_over(text, &Self::default())
+    }
+
+    /// [`RunConfig::from_file`] with `defaults` for the keys the file leaves out: a task binary's
+    /// own (SQuAD's window length, data directory and schedule), not GLUE's.
+    pub fn from_file_over(path: &Path, defaults: &RunConfig) -> Result<Self> {
         let text = crate::models::loader::read_text_file(path)?;
-        Self::from_toml(&text).map_err(|e| match e {
+        Self::from_toml_over(&text, defaults).map_err(|e| match e {
             Error::Config { key, msg } => {
                 Error::config(key, format!("{msg} (in {})", path.display()))
             }
@@ -286,15 +299,13 @@ impl RunConfig {
         })
     }
 
-    /// Parses TOML text. Keys a table leaves out take [`RunConfig::default`]'s values, also
-    /// inside `[lora]` and `[optimizer]` (whose own types have other defaults: a partial table
-    /// must not reset weight decay or the targets). Errors name the key and the line.
-    pub fn from_toml(text: &str) -> Result<Self> {
+    /// [`RunConfig::from_toml`] with `defaults` for the keys the text leaves out.
+    pub fn from_toml_over(text: &str, defaults: &RunConfig) -> Result<Self> {
         // First as written, so that a type error or an unknown key is reported where it is.
         toml::from_str::<Self>(text).map_err(|e| toml_error(text, &e))?;
         let user: toml::Table = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         let mut merged =
-            toml::Table::try_from(Self::default()).map_err(|e| Error::Other(e.to_string()))?;
+            toml::Table::try_from(defaults).map_err(|e| Error::Other(e.to_string()))?;
         merge(&mut merged, user);
         merged
             .try_into()
