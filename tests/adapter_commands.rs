@@ -3,23 +3,17 @@
 //! PEFT adapter (tests/fixtures/peft-bert), and where the exported `adapter_config.json` says
 //! the base model is.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
+use common::{read_json, text, WORDS};
 use manifold_lora::backend::Inner;
 use manifold_lora::data::tokenize::{pad_batch, EncoderOptions, TextEncoder};
 use manifold_lora::peft;
 use manifold_lora::tasks::glue::model::GlueModel;
-use serde_json::Value;
-use tokenizers::models::wordlevel::WordLevel;
-use tokenizers::pre_tokenizers::whitespace::Whitespace;
-use tokenizers::processors::bert::BertProcessing;
-use tokenizers::Tokenizer;
-
-const WORDS: [&str; 12] = [
-    "good", "bad", "film", "plot", "was", "the", "very", "not", "actors", "music", "fine", "dull",
-];
 
 fn glue(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_glue"))
@@ -27,10 +21,6 @@ fn glue(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .output()
         .expect("the glue binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn ok(out: &Output) {
@@ -45,44 +35,6 @@ fn ok(out: &Output) {
 fn failed(out: &Output) -> String {
     assert!(!out.status.success(), "succeeded:\n{}", text(&out.stdout));
     text(&out.stderr)
-}
-
-/// `root/<name>`: a fixture's config and weights plus a word-level tokenizer inside its
-/// vocabulary (128).
-fn model_dir(root: &Path, fixture: &str, name: &str) -> Option<PathBuf> {
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(fixture);
-    if !fixture.join("model.safetensors").is_file() {
-        manifold_lora::testing::skip_or_fail(&format!("fixture {} missing", fixture.display()));
-        return None;
-    }
-    let dir = root.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    for file in ["config.json", "model.safetensors"] {
-        std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
-    }
-    let mut vocab: HashMap<String, u32> = ["[PAD]", "[CLS]", "[SEP]", "[UNK]"]
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.to_string(), i as u32))
-        .collect();
-    for (i, w) in WORDS.iter().enumerate() {
-        vocab.insert(w.to_string(), 4 + i as u32);
-    }
-    let model = WordLevel::builder()
-        .vocab(vocab.into_iter().collect())
-        .unk_token("[UNK]".into())
-        .build()
-        .unwrap();
-    let mut tokenizer = Tokenizer::new(model);
-    tokenizer.with_pre_tokenizer(Some(Whitespace {}));
-    tokenizer.with_post_processor(Some(BertProcessing::new(
-        ("[SEP]".into(), 2),
-        ("[CLS]".into(), 1),
-    )));
-    tokenizer.save(dir.join("tokenizer.json"), false).unwrap();
-    Some(dir)
 }
 
 /// Random sentences of the fixture's words, seeded.
@@ -156,10 +108,6 @@ alpha = 8.0
 target_modules = ["query_proj", "value_proj"]
 "#;
 
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 /// Logits of `model` for each text, one at a time (no padding).
 fn logits_of(
     model: &GlueModel<Inner>,
@@ -214,15 +162,24 @@ fn adapter_tensors(dir: &Path) -> BTreeMap<String, peft::HostTensor> {
 fn a_run_adapter_evaluates_predicts_exports_and_starts_another_run() {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
-    let Some(model) = model_dir(root, "deberta", "tiny-deberta") else {
+    let Some(model) = common::fixture_model_dir(root, "deberta", "tiny-deberta") else {
         return;
     };
     let data = data_dir(root);
     std::fs::write(root.join("run.toml"), RUN_TOML).unwrap();
-    ok(&glue(
-        root,
-        &["--config", "run.toml", "--run-name", "first"],
-    ));
+    let out = glue(root, &["--config", "run.toml", "--run-name", "first"]);
+    ok(&out);
+    // The work after the last validation is announced step by step, ending with the results.
+    let stdout = text(&out.stdout);
+    let steps: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("finishing ["))
+        .collect();
+    assert_eq!(steps.len(), 4, "{stdout}");
+    assert!(
+        steps[3].starts_with("finishing [4/4] writing figures"),
+        "{stdout}"
+    );
     let run = root.join("runs/first");
     let adapter = run.join("adapter");
     let results = read_json(&run.join("results.json"));
@@ -472,7 +429,7 @@ fn a_run_adapter_evaluates_predicts_exports_and_starts_another_run() {
 fn a_python_peft_adapter_evaluates_and_predicts_with_task_and_model_flags() {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
-    let Some(model) = model_dir(root, "bert", "tiny-bert") else {
+    let Some(model) = common::fixture_model_dir(root, "bert", "tiny-bert") else {
         return;
     };
     data_dir(root);
@@ -541,4 +498,67 @@ fn a_python_peft_adapter_evaluates_and_predicts_with_task_and_model_flags() {
         ],
     ));
     assert_eq!(tsv(&root.join("SST-2.tsv")).len(), 10);
+}
+
+/// A real full disk: the run's output directory is a 64 KiB tmpfs (mounted in a private mount
+/// namespace, so nothing outside the test sees it), too small for the first checkpoint. The run
+/// must fail naming the checkpoint and the disk error, not report a normal stop, and leave no
+/// truncated checkpoint behind.
+#[test]
+fn a_full_disk_fails_the_run_naming_the_checkpoint() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    if !Command::new("unshare")
+        .args(["-rm", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        // Not a missing-data skip: CI machines without namespaces still run everything else.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: `unshare -rm` (user and mount namespaces) is not available here"
+        );
+        return;
+    }
+    let Some(_) = common::fixture_model_dir(root, "deberta", "tiny-deberta") else {
+        return;
+    };
+    data_dir(root);
+    std::fs::write(root.join("run.toml"), RUN_TOML).unwrap();
+    let full = root.join("full");
+    std::fs::create_dir_all(&full).unwrap();
+    let glue_bin = env!("CARGO_BIN_EXE_glue");
+    let out = Command::new("unshare")
+        .args(["-rm", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs -o size=64k tmpfs full || exit 90; {glue_bin} --config run.toml \
+             --output-dir full --run-name tight; status=$?; echo \"files: $(ls full/tight full/tight/checkpoint | tr '\\n' ' ')\"; \
+             exit $status"
+        ))
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let stderr = failed(&out);
+    // Model, optimizer and scheduler parts are written side by side; the first failure is named.
+    assert!(
+        stderr.contains("-1.mpk") && stderr.contains("No space left on device"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("free space"), "{stderr}");
+    let stdout = text(&out.stdout);
+    assert!(
+        !stdout.contains("interrupted"),
+        "a full disk reported as a normal stop:\n{stdout}"
+    );
+    let files = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("files: "))
+        .unwrap_or_else(|| panic!("no listing in\n{stdout}"));
+    assert!(files.contains("config.toml"), "{files}");
+    // No truncated or temporary model checkpoint: resume never meets a half-written file.
+    assert!(
+        !files.contains("model-1.mpk") && !files.contains(".partial"),
+        "a partial checkpoint was left behind: {files}"
+    );
 }

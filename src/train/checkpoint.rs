@@ -252,6 +252,26 @@ pub fn saved_epochs(run_dir: &Path) -> BTreeSet<usize> {
         .collect()
 }
 
+/// Removes the checkpoints of `from` and every later epoch: after a non-finite loss in epoch
+/// `from`, its checkpoint (written before the logger thread saw the loss) holds useless weights,
+/// and a plain `--resume` would pick it. Returns the epochs removed.
+pub fn discard_from(run_dir: &Path, from: usize) -> std::io::Result<Vec<usize>> {
+    let doomed: Vec<usize> = saved_epochs(run_dir)
+        .into_iter()
+        .filter(|&e| e >= from)
+        .collect();
+    for &epoch in &doomed {
+        for part in PARTS {
+            let path = part_path(run_dir, part, epoch).with_extension("mpk");
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    Ok(doomed)
+}
+
 /// Path of part `part` (model, optim, scheduler) of `epoch`, without the extension.
 pub fn part_path(run_dir: &Path, part: &str, epoch: usize) -> PathBuf {
     run_dir.join(CHECKPOINT_DIR).join(format!("{part}-{epoch}"))
@@ -522,6 +542,29 @@ mod tests {
             Recorder::<Inner>::record(&recorder, linear.into_record(), missing.into()).is_err()
         );
         assert!(recorder.failure().unwrap().contains("model-1.mpk"));
+    }
+
+    #[test]
+    fn discard_from_removes_that_epoch_and_later_ones_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(CHECKPOINT_DIR)).unwrap();
+        for epoch in 1..=3 {
+            for part in PARTS {
+                let path = part_path(dir.path(), part, epoch).with_extension("mpk");
+                std::fs::write(path, b"x").unwrap();
+            }
+        }
+        assert_eq!(discard_from(dir.path(), 2).unwrap(), vec![2, 3]);
+        assert_eq!(saved_epochs(dir.path()), BTreeSet::from([1]));
+        for part in PARTS {
+            assert!(part_path(dir.path(), part, 1)
+                .with_extension("mpk")
+                .is_file());
+            assert!(!part_path(dir.path(), part, 2)
+                .with_extension("mpk")
+                .exists());
+        }
+        assert!(discard_from(dir.path(), 5).unwrap().is_empty());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use burn::module::Module;
 use burn::optim::lr_scheduler::LrScheduler;
 use burn::optim::Optimizer;
 use burn::record::Recorder;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ElementConversion;
 use burn::train::metric::ItemLazy;
 use burn::train::metric::LearningRateMetric;
@@ -339,23 +339,10 @@ where
         training = training.renderer(crate::train::metrics::LineRenderer::new(config.log_every));
     }
     let result = training.launch(Learner::new(model, optimizer, scheduler));
-    if let Some(failure) = recorder.failure() {
-        let last = saved_epochs(&run_dir).last().copied().unwrap_or(0);
-        return Err(Error::Other(format!(
-            "{failure}; the run stopped. The last checkpoint written whole is epoch {last}: free \
-             space and continue with --resume"
-        )));
-    }
-    if let Some(step) = non_finite.lock().ok().and_then(|s| *s) {
-        let last = saved_epochs(&run_dir).last().copied();
-        return Err(Error::Other(format!(
-            "the training loss is not finite at step {step}; the run stopped. {} Lower the \
-             learning rate or μ, or check the data",
-            last.map_or("No checkpoint was written.".into(), |e| format!(
-                "The last checkpoint is epoch {e}; only those written before step {step} are usable."
-            ))
-        )));
-    }
+    // Closes the dashboard: kept open, it would sit frozen over the finishing steps below.
+    drop(result.renderer);
+    let trained = result.model;
+    stopped_by_failure(&recorder, &non_finite, &run_dir, iterations_per_epoch)?;
     if interrupter.should_stop() {
         let last = saved_epochs(&run_dir).last().copied().unwrap_or(0);
         println!("interrupted; the last checkpoint is epoch {last}: continue with --resume");
@@ -382,14 +369,19 @@ where
         .unwrap_or_default();
     let best = best_epoch(&series)
         .ok_or_else(|| Error::Other("no validation metric was recorded".into()))?;
+    let mut finish = Finishing::new(2 + dev.len() + usize::from(config.method.uses_adapters()));
+    finish.step(&format!(
+        "loading epoch {best}'s checkpoint (best {primary})"
+    ));
     let best_path = checkpoint::part_path(&run_dir, "model", best);
     let record = Recorder::<B::InnerBackend>::load(&recorder, best_path.clone(), device)
         .map_err(|e| Error::Other(format!("{}: {e}", best_path.display())))?;
-    let best_model = result.model.load_record(record);
+    let best_model = trained.load_record(record);
 
     let mut dev_scores = Vec::new();
     let mut best_predictions = None;
     for (split, data) in &dev {
+        finish.step(&format!("evaluating the best model on {split}"));
         let (scores, predictions) =
             task.evaluate(&best_model, data, config.eval_batch_size, device)?;
         task.write_predictions(&run_dir, split, data, &predictions)?;
@@ -401,6 +393,10 @@ where
     // model has no adapter: its weights are the best checkpoint.
     let reload_matches = if config.method.uses_adapters() {
         let adapter_dir = run_dir.join(ADAPTER_DIR);
+        finish.step(&format!(
+            "exporting the adapter to {} and checking that it reproduces the dev predictions",
+            adapter_dir.display()
+        ));
         let mut sidecar = serde_json::Map::new();
         sidecar.insert("method".into(), json!(config.method.name()));
         sidecar.insert("manifold".into(), json!(config.lora.manifold));
@@ -425,29 +421,8 @@ where
         None
     };
 
-    let factors = adapter_b_factors(&best_model);
-    // Distance of each B to its own manifold (for the sphere, ‖BᵀB − I‖ is not the constraint:
-    // only its diagonal is), reported as mean and max over adapters.
-    let distances: Vec<f64> = match config.lora.manifold {
-        Manifold::Euclidean => Vec::new(),
-        manifold => factors
-            .iter()
-            .map(|(_, b)| distance(manifold, b.clone()).into_scalar().elem::<f64>())
-            .collect(),
-    };
-    let grams: Vec<(String, usize, Vec<f32>)> = factors
-        .into_iter()
-        .map(|(path, b)| {
-            let r = b.dims()[1];
-            let gram = b.clone().transpose().matmul(b);
-            let values = gram
-                .into_data()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .unwrap_or_default();
-            (best_model.hf_module_path(&path), r, values)
-        })
-        .collect();
+    finish.step("writing figures and results.json");
+    let (distances, grams) = manifold_report(&best_model, config.lora.manifold);
     let title = format!("{} {} r={}", task.name(), config.method, config.lora.rank);
     let metrics = figures::read_metrics(&metrics_path)?;
     figures::plot_run(&metrics, &title, &run_dir.join("training.png"))?;
@@ -518,6 +493,111 @@ where
         dev_scores,
         results,
     })
+}
+
+/// The error for a run that burn-train stopped because a checkpoint could not be written, or
+/// because the loss stopped being finite (whose checkpoints are then removed: they hold it).
+fn stopped_by_failure(
+    recorder: &AtomicRecorder,
+    non_finite: &Mutex<Option<usize>>,
+    run_dir: &Path,
+    iterations_per_epoch: usize,
+) -> Result<()> {
+    if let Some(failure) = recorder.failure() {
+        let next = match saved_epochs(run_dir).last() {
+            Some(last) => format!(
+                "The last checkpoint written whole is epoch {last}: free space and continue with \
+                 --resume"
+            ),
+            None => "No checkpoint was written whole: free space and start again (--resume has \
+                     nothing to continue from)"
+                .into(),
+        };
+        return Err(Error::Other(format!("{failure}; the run stopped. {next}")));
+    }
+    if let Some(step) = non_finite.lock().ok().and_then(|s| *s) {
+        // Steps count micro-batches, as `iterations_per_epoch` does, from 1.
+        let bad_epoch = step.saturating_sub(1) / iterations_per_epoch + 1;
+        let discarded = checkpoint::discard_from(run_dir, bad_epoch)
+            .map_err(|e| Error::io(&run_dir.join(CHECKPOINT_DIR), e))?;
+        let last = saved_epochs(run_dir).last().copied();
+        let kept = match last {
+            Some(e) => format!("The last checkpoint is epoch {e}, written before that step."),
+            None => "No checkpoint from before that step exists.".into(),
+        };
+        let removed = match discarded.as_slice() {
+            [] => String::new(),
+            epochs => format!(" Removed the checkpoints of epochs {epochs:?}, which hold it."),
+        };
+        return Err(Error::Other(format!(
+            "the training loss is not finite at step {step} (epoch {bad_epoch}); the run \
+             stopped.{removed} {kept} Lower the learning rate or μ, or check the data"
+        )));
+    }
+    Ok(())
+}
+
+/// BᵀB of one adapter: its Hugging Face module path, its rank r and the r×r values.
+type Gram = (String, usize, Vec<f32>);
+
+/// Each adapter's distance of B to its own manifold (for the sphere, ‖BᵀB − I‖ is not the
+/// constraint: only its diagonal is), and each BᵀB with its Hugging Face module path and rank,
+/// for the heat maps.
+fn manifold_report<B: Backend, M: Module<B> + InjectLora>(
+    model: &M,
+    manifold: Manifold,
+) -> (Vec<f64>, Vec<Gram>) {
+    let factors = adapter_b_factors(model);
+    let distances: Vec<f64> = match manifold {
+        Manifold::Euclidean => Vec::new(),
+        manifold => factors
+            .iter()
+            .map(|(_, b)| distance(manifold, b.clone()).into_scalar().elem::<f64>())
+            .collect(),
+    };
+    let grams: Vec<Gram> = factors
+        .into_iter()
+        .map(|(path, b)| {
+            let r = b.dims()[1];
+            let gram = b.clone().transpose().matmul(b);
+            let values = gram
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .unwrap_or_default();
+            (model.hf_module_path(&path), r, values)
+        })
+        .collect();
+    (distances, grams)
+}
+
+/// The work after the last validation, announced step by step: it takes about a minute for
+/// MiniLM (longer for DeBERTa), after the dashboard has closed, and would otherwise look like a
+/// hang.
+struct Finishing {
+    done: usize,
+    total: usize,
+    started: Instant,
+}
+
+impl Finishing {
+    fn new(total: usize) -> Self {
+        Self {
+            done: 0,
+            total,
+            started: Instant::now(),
+        }
+    }
+
+    fn step(&mut self, what: &str) {
+        self.done += 1;
+        println!(
+            "finishing [{}/{}] {what} ({:.0} s)",
+            self.done,
+            self.total,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
 }
 
 /// The paper row the configuration reproduces, with each reported score next to this run's (in
