@@ -3,26 +3,19 @@
 //! (SQuAD's EM/F1 over whole questions; E2E's validation numbers and its beam-search test
 //! outputs' five scores), and export writes a Hugging Face directory.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+
+use common::{read_json, WORDS};
 use manifold_lora::backend::{self, Train};
 use manifold_lora::tasks::e2e::data::{read_e2e_csv, E2eRow};
 use manifold_lora::tasks::squad::data::SquadVersion;
 use manifold_lora::train::config::{E2eOptions, SquadOptions};
 use manifold_lora::train::run::{RunOptions, ADAPTER_DIR};
 use manifold_lora::train::Method;
-use serde_json::{json, Value};
-use tokenizers::models::wordlevel::WordLevel;
-use tokenizers::pre_tokenizers::whitespace::Whitespace;
-use tokenizers::processors::bert::BertProcessing;
-use tokenizers::Tokenizer;
-
-const WORDS: [&str; 15] = [
-    "good", "bad", "film", "plot", "was", "the", "very", "not", "actors", "music", "fine", "dull",
-    "where", "is", "it",
-];
+use serde_json::json;
 
 fn run_bin(bin: &str, dir: &Path, args: &[&str]) -> Output {
     let out = Command::new(bin)
@@ -37,45 +30,6 @@ fn run_bin(bin: &str, dir: &Path, args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// The tiny DeBERTa QA fixture with a word-level tokenizer inside its vocabulary.
-fn qa_model_dir(root: &Path) -> Option<PathBuf> {
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deberta-qa");
-    if !fixture.join("model.safetensors").is_file() {
-        manifold_lora::testing::skip_or_fail(&format!("fixture {} missing", fixture.display()));
-        return None;
-    }
-    let dir = root.join("tiny-deberta-qa");
-    std::fs::create_dir_all(&dir).unwrap();
-    for file in ["config.json", "model.safetensors"] {
-        std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
-    }
-    let mut vocab: HashMap<String, u32> = ["[PAD]", "[CLS]", "[SEP]", "[UNK]"]
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.to_string(), i as u32))
-        .collect();
-    for (i, w) in WORDS.iter().enumerate() {
-        vocab.insert(w.to_string(), 4 + i as u32);
-    }
-    let model = WordLevel::builder()
-        .vocab(vocab.into_iter().collect())
-        .unk_token("[UNK]".into())
-        .build()
-        .unwrap();
-    let mut tokenizer = Tokenizer::new(model);
-    tokenizer.with_pre_tokenizer(Some(Whitespace {}));
-    tokenizer.with_post_processor(Some(BertProcessing::new(
-        ("[SEP]".into(), 2),
-        ("[CLS]".into(), 1),
-    )));
-    tokenizer.save(dir.join("tokenizer.json"), false).unwrap();
-    Some(dir)
 }
 
 /// Official-format SQuAD v1.1: each context holds "good" once, the answer.
@@ -111,7 +65,7 @@ fn write_squad(path: &Path, n: usize, seed: u64) {
 fn squad_eval_reproduces_the_runs_scores_and_export_writes_a_hub_directory() {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
-    let Some(model) = qa_model_dir(root) else {
+    let Some(model) = common::fixture_model_dir(root, "deberta-qa", "tiny-deberta-qa") else {
         return;
     };
     let data = root.join("squad");

@@ -2,57 +2,15 @@
 //! generated GLUE-format dataset, writes checkpoints, metrics and a PEFT adapter, and a run that is
 //! stopped after epoch 1 and resumed gives exactly the metrics of an uninterrupted run.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::WORDS;
 use manifold_lora::backend::{self, Train};
 use manifold_lora::tasks::glue::run;
 use manifold_lora::train::run::{RunOptions, RunSummary, ADAPTER_DIR, METRICS_FILE, RESULTS_FILE};
 use manifold_lora::train::{Method, RunConfig};
-use tokenizers::models::wordlevel::WordLevel;
-use tokenizers::pre_tokenizers::whitespace::Whitespace;
-use tokenizers::processors::bert::BertProcessing;
-use tokenizers::Tokenizer;
-
-const WORDS: [&str; 12] = [
-    "good", "bad", "film", "plot", "was", "the", "very", "not", "actors", "music", "fine", "dull",
-];
-
-/// A model directory: the tiny DeBERTa fixture (vocab 128) plus a word-level tokenizer whose ids
-/// stay inside that vocabulary.
-fn model_dir(root: &Path) -> Option<PathBuf> {
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deberta");
-    if !fixture.join("model.safetensors").is_file() {
-        manifold_lora::testing::skip_or_fail(&format!("fixture {} missing", fixture.display()));
-        return None;
-    }
-    let dir = root.join("tiny-deberta");
-    std::fs::create_dir_all(&dir).unwrap();
-    for file in ["config.json", "model.safetensors"] {
-        std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
-    }
-    let mut vocab: HashMap<String, u32> = ["[PAD]", "[CLS]", "[SEP]", "[UNK]"]
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.to_string(), i as u32))
-        .collect();
-    for (i, w) in WORDS.iter().enumerate() {
-        vocab.insert(w.to_string(), 4 + i as u32);
-    }
-    let model = WordLevel::builder()
-        .vocab(vocab.into_iter().collect())
-        .unk_token("[UNK]".into())
-        .build()
-        .unwrap();
-    let mut tokenizer = Tokenizer::new(model);
-    tokenizer.with_pre_tokenizer(Some(Whitespace {}));
-    tokenizer.with_post_processor(Some(BertProcessing::new(
-        ("[SEP]".into(), 2),
-        ("[CLS]".into(), 1),
-    )));
-    tokenizer.save(dir.join("tokenizer.json"), false).unwrap();
-    Some(dir)
-}
 
 /// SST-2-format data: the label is whether "good" or "fine" appears (learnable in a few steps).
 fn data_dir(root: &Path) -> PathBuf {
@@ -126,7 +84,7 @@ fn trains_checkpoints_exports_and_resumes_identically() {
     let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let root = Box::leak(Box::new(root));
-    let Some(model) = model_dir(root.path()) else {
+    let Some(model) = common::fixture_model_dir(root.path(), "deberta", "tiny-deberta") else {
         return;
     };
     let data = data_dir(root.path());
@@ -258,7 +216,7 @@ fn trains_checkpoints_exports_and_resumes_identically() {
 fn bad_starts_and_resumes_are_refused_with_clear_errors() {
     let _serial = serial();
     let root = tempfile::tempdir().unwrap();
-    let Some(model) = model_dir(root.path()) else {
+    let Some(model) = common::fixture_model_dir(root.path(), "deberta", "tiny-deberta") else {
         return;
     };
     let data = data_dir(root.path());

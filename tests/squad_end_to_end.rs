@@ -3,9 +3,11 @@
 //! formats and a QUESTION_ANS PEFT adapter, and a run stopped after epoch 1 and resumed gives
 //! exactly the metrics of an uninterrupted one. A v2.0 run adds unanswerable questions.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::{read_json, WORDS};
 use manifold_lora::backend::{self, Train};
 use manifold_lora::tasks::squad::data::SquadVersion;
 use manifold_lora::tasks::squad::run;
@@ -13,49 +15,6 @@ use manifold_lora::train::config::SquadOptions;
 use manifold_lora::train::run::{RunOptions, RunSummary, ADAPTER_DIR, METRICS_FILE};
 use manifold_lora::train::{Method, RunConfig};
 use serde_json::{json, Value};
-use tokenizers::models::wordlevel::WordLevel;
-use tokenizers::pre_tokenizers::whitespace::Whitespace;
-use tokenizers::processors::bert::BertProcessing;
-use tokenizers::Tokenizer;
-
-const WORDS: [&str; 12] = [
-    "good", "bad", "film", "plot", "was", "the", "very", "not", "actors", "music", "fine", "dull",
-];
-
-/// The tiny DeBERTa QA fixture (vocab 128) with a word-level tokenizer inside that vocabulary.
-fn model_dir(root: &Path) -> Option<PathBuf> {
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deberta-qa");
-    if !fixture.join("model.safetensors").is_file() {
-        manifold_lora::testing::skip_or_fail(&format!("fixture {} missing", fixture.display()));
-        return None;
-    }
-    let dir = root.join("tiny-deberta-qa");
-    std::fs::create_dir_all(&dir).unwrap();
-    for file in ["config.json", "model.safetensors"] {
-        std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
-    }
-    let mut vocab: HashMap<String, u32> = ["[PAD]", "[CLS]", "[SEP]", "[UNK]"]
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.to_string(), i as u32))
-        .collect();
-    for (i, w) in WORDS.iter().chain(&["where", "is", "it"]).enumerate() {
-        vocab.insert(w.to_string(), 4 + i as u32);
-    }
-    let model = WordLevel::builder()
-        .vocab(vocab.into_iter().collect())
-        .unk_token("[UNK]".into())
-        .build()
-        .unwrap();
-    let mut tokenizer = Tokenizer::new(model);
-    tokenizer.with_pre_tokenizer(Some(Whitespace {}));
-    tokenizer.with_post_processor(Some(BertProcessing::new(
-        ("[SEP]".into(), 2),
-        ("[CLS]".into(), 1),
-    )));
-    tokenizer.save(dir.join("tokenizer.json"), false).unwrap();
-    Some(dir)
-}
 
 /// Official-format files: each context holds "good" once (the answer, by character offset), or
 /// for v2.0 every fourth question has no "good" and is unanswerable. Contexts of 10–25 words
@@ -152,15 +111,12 @@ fn train_lines(run: &RunSummary) -> Vec<Value> {
         .collect()
 }
 
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 #[test]
 fn squad_trains_checkpoints_exports_and_resumes_identically() {
     let _serial = serial();
     let root = tempfile::tempdir().unwrap();
-    let Some(model) = model_dir(root.path()) else {
+    let Some(model) = common::fixture_model_dir(root.path(), "deberta-qa", "tiny-deberta-qa")
+    else {
         return;
     };
     let data = data_dir(root.path(), SquadVersion::V1);
@@ -242,7 +198,8 @@ fn squad_trains_checkpoints_exports_and_resumes_identically() {
 fn squad_v2_reports_has_and_no_answer_and_writes_null_odds() {
     let _serial = serial();
     let root = tempfile::tempdir().unwrap();
-    let Some(model) = model_dir(root.path()) else {
+    let Some(model) = common::fixture_model_dir(root.path(), "deberta-qa", "tiny-deberta-qa")
+    else {
         return;
     };
     let data = data_dir(root.path(), SquadVersion::V2);
