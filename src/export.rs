@@ -274,6 +274,31 @@ pub fn evaluate<B: Backend, T: Task>(
     Ok(EvalReport { dev, json })
 }
 
+/// Runs the adapted model on the dev split that `config` names and writes the task's official
+/// prediction files into `out_dir` (`squad predict`: `predictions.json`, and `null_odds.json`
+/// for v2.0, with `eval.json` against whatever answers the file holds).
+pub fn predict_into<B: Backend, T: Task>(
+    task: &T,
+    config: &RunConfig,
+    adapter: &Path,
+    out_dir: &Path,
+    device: &B::Device,
+) -> Result<()> {
+    let files = model_files(&config.model)?;
+    let model = load_adapted::<B, T>(task, &files.dir, adapter, device)?;
+    model.check_max_len(config.max_len)?;
+    let mut data_config = config.clone();
+    data_config.train_limit = Some(1);
+    let data = task.data(&data_config, &files.tokenizer)?;
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    for (split, data) in &data.dev {
+        let (_, predictions) = task.evaluate(&model, data, config.eval_batch_size, device)?;
+        task.write_predictions(out_dir, split, data, &predictions)?;
+        println!("{split}: predictions written to {}", out_dir.display());
+    }
+    Ok(())
+}
+
 /// Prints an evaluation and writes its JSON to `out` when given.
 pub fn report_eval(report: &EvalReport, out: Option<&Path>) -> Result<()> {
     for (split, scores) in &report.dev {

@@ -117,6 +117,39 @@ fn squad_eval_reproduces_the_runs_scores_and_export_writes_a_hub_directory() {
     let eval = read_json(&elsewhere.join("eval.json"));
     assert_eq!(eval["task"], "squad-v1.1");
     assert_eq!(eval["dev"], run.results["dev"]);
+
+    // predict on the dev questions with their answers removed (as a test file has them): the
+    // answers the run itself wrote, in the official format.
+    let mut questions = read_json(&root.join("squad").join("dev-v1.1.json"));
+    for article in questions["data"].as_array_mut().unwrap() {
+        for paragraph in article["paragraphs"].as_array_mut().unwrap() {
+            for qa in paragraph["qas"].as_array_mut().unwrap() {
+                qa["answers"] = json!([]);
+            }
+        }
+    }
+    std::fs::write(
+        elsewhere.join("questions.json"),
+        serde_json::to_string(&questions).unwrap(),
+    )
+    .unwrap();
+    run_bin(
+        squad,
+        &elsewhere,
+        &[
+            "predict",
+            "--adapter",
+            adapter.to_str().unwrap(),
+            "--input",
+            "questions.json",
+            "--out",
+            "predicted",
+        ],
+    );
+    assert_eq!(
+        read_json(&elsewhere.join("predicted/predictions.json")),
+        read_json(&run.run_dir.join("predictions.json"))
+    );
     run_bin(
         squad,
         &elsewhere,
@@ -234,6 +267,28 @@ fn e2e_eval_reproduces_the_runs_scores_and_beam_outputs() {
         }
     }
     assert!(ours["test"]["bleu"].is_number());
+
+    // predict on an MR-only file (the layout of the official testset.csv): the run's own test
+    // outputs.
+    let quoted = rows[0].mr.replace('"', "\"\"");
+    std::fs::write(root.join("mrs.csv"), format!("MR\n\"{quoted}\"\n")).unwrap();
+    run_bin(
+        e2e_bin,
+        root,
+        &[
+            "predict",
+            "--adapter",
+            adapter.to_str().unwrap(),
+            "--input",
+            "mrs.csv",
+            "--out",
+            "outputs.txt",
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("outputs.txt")).unwrap(),
+        std::fs::read_to_string(run.run_dir.join("outputs-test.txt")).unwrap()
+    );
     run_bin(
         e2e_bin,
         root,

@@ -179,3 +179,58 @@ fn resume_without_a_run_names_the_directory() {
         "{stderr}"
     );
 }
+
+#[test]
+fn resume_refuses_flags_that_ask_for_other_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    // A run directory as a started run leaves it: its resolved config.toml.
+    let out = glue(&["--task", "rte", "--print-config"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let config: String = text(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("config: "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::create_dir_all(runs.join("r")).unwrap();
+    std::fs::write(runs.join("r/config.toml"), config).unwrap();
+    let out = glue(&[
+        "--task",
+        "rte",
+        "--output-dir",
+        runs.to_str().unwrap(),
+        "--run-name",
+        "r",
+        "--resume",
+        "--epochs",
+        "5",
+        "--lr",
+        "0.5",
+    ]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    for part in [
+        "--resume continues",
+        "epochs: the run has 50, the command asks 5",
+        "lr: the run has",
+        "the command asks 0.5",
+    ] {
+        assert!(stderr.contains(part), "missing `{part}` in {stderr}");
+    }
+}
+
+#[test]
+fn every_binary_prints_its_version() {
+    let version = env!("CARGO_PKG_VERSION");
+    // squad's --version is the SQuAD version; -V is the crate's.
+    for (bin, flag) in [
+        (env!("CARGO_BIN_EXE_glue"), "--version"),
+        (env!("CARGO_BIN_EXE_squad"), "-V"),
+        (env!("CARGO_BIN_EXE_e2e"), "--version"),
+    ] {
+        let out = Command::new(bin).arg(flag).output().unwrap();
+        assert!(out.status.success(), "{bin} {flag}: {}", text(&out.stderr));
+        let printed = text(&out.stdout);
+        assert!(printed.contains(version), "{bin} {flag}: {printed}");
+    }
+}

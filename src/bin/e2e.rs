@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use manifold_lora::backend::{self, Inner, Train};
 use manifold_lora::cli::{self, TrainArgs};
-use manifold_lora::data::download::download_file;
+use manifold_lora::data::download::download_missing;
 use manifold_lora::error::{Error, Result};
 use manifold_lora::export::{self, AdapterArgs, EvalArgs, HfHead};
 use manifold_lora::tasks::e2e::data::E2E_FILES;
@@ -62,6 +62,18 @@ enum Command {
     /// Validation loss and token accuracy, and the test outputs' five scores, of the base model
     /// with an adapter; model and data default to the adapter's.
     Eval(EvalArgs),
+    /// Outputs for the meaning representations of any official-format CSV (`mr`, or `mr,ref`):
+    /// beam search with the run's decoding settings, one output per distinct MR in file order.
+    Predict {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+        /// Meaning representations (official E2E CSV).
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        /// Output file, one line per MR.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Merge an adapter into its base model: a Hugging Face model directory (model.safetensors,
     /// config.json, tokenizer and generation files) that transformers loads with no adapter.
     /// Adapters on q/k/v slices of `c_attn` merge into their third of the fused weight.
@@ -89,6 +101,19 @@ fn eval(args: &EvalArgs) -> Result<()> {
     export::report_eval(&report, args.out.as_deref())
 }
 
+fn predict(args: &AdapterArgs, input: &Path, out: &Path) -> Result<()> {
+    let (adapter, config) = args.resolve(e2e_defaults)?;
+    let task = E2e::new(config.e2e.clone().unwrap_or_default());
+    let files = export::model_files(&config.model)?;
+    let device = backend::device();
+    let model = export::load_adapted::<Inner, E2e>(&task, &files.dir, &adapter.dir, &device)?;
+    let outputs = task.predict_file(&model, &files.tokenizer, input, config.eval_batch_size)?;
+    let text = outputs.join("\n") + "\n";
+    std::fs::write(out, text).map_err(|e| Error::io(out, e))?;
+    println!("{} outputs written to {}", outputs.len(), out.display());
+    Ok(())
+}
+
 fn export_merged(args: &AdapterArgs, merged: &Path) -> Result<()> {
     let (adapter, config) = args.resolve(e2e_defaults)?;
     export::export_command::<Inner, E2e>(
@@ -103,22 +128,11 @@ fn export_merged(args: &AdapterArgs, merged: &Path) -> Result<()> {
 
 /// Fetches the files that `data_dir` lacks.
 fn download(data_dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
-    for (name, url) in E2E_FILES {
-        let dest = data_dir.join(name);
-        if dest.is_file() {
-            println!("{} present", dest.display());
-            continue;
-        }
-        println!("downloading {name}");
-        download_file(url, &dest).map_err(|e| {
-            Error::Other(format!(
-                "{e}. Without network access, copy the official {name} into {} by hand",
-                data_dir.display()
-            ))
-        })?;
-    }
-    Ok(())
+    let files: Vec<(&str, String)> = E2E_FILES
+        .iter()
+        .map(|&(name, url)| (name, url.to_string()))
+        .collect();
+    download_missing(data_dir, &files)
 }
 
 /// `experiments/e2e/<model>-<method>.toml` for a Hub model name (`gpt2-medium`,
@@ -178,6 +192,11 @@ fn main() -> ExitCode {
         }),
         Some(Command::Download { data_dir }) => download(data_dir),
         Some(Command::Eval(args)) => eval(args),
+        Some(Command::Predict {
+            adapter,
+            input,
+            out,
+        }) => predict(adapter, input, out),
         Some(Command::Export { adapter, merged }) => export_merged(adapter, merged),
         None => train(&mut cli.train),
     };

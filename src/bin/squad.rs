@@ -13,13 +13,13 @@
 //! `predictions.json` (and `null_odds.json` for v2.0) in the official formats and `eval.json`
 //! with the official script's numbers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use manifold_lora::backend::{self, Inner, Train};
 use manifold_lora::cli::{self, TrainArgs};
-use manifold_lora::data::download::download_file;
+use manifold_lora::data::download::download_missing;
 use manifold_lora::error::{Error, Result};
 use manifold_lora::export::{self, AdapterArgs, EvalArgs, HfHead};
 use manifold_lora::tasks::squad::data::SquadVersion;
@@ -67,6 +67,19 @@ enum Command {
     /// Dev EM/F1 of the base model with an adapter (a run's, or one saved by Python PEFT);
     /// task (squad-v1.1, squad-v2.0), model and data default to the adapter's.
     Eval(EvalArgs),
+    /// Answers for the questions of any file in the official SQuAD format (answers may be
+    /// absent): `predictions.json` (and `null_odds.json` for v2.0) in the official formats, and
+    /// `eval.json` against the answers the file has.
+    Predict {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+        /// Questions, in the official SQuAD JSON format of the adapter's version.
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        /// Directory for the prediction files.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Merge an adapter into its base model: a Hugging Face model directory (model.safetensors,
     /// config.json, tokenizer files) that transformers loads with no adapter.
     Export {
@@ -111,7 +124,33 @@ fn eval(args: &EvalArgs) -> Result<()> {
     export::report_eval(&report, args.out.as_deref())
 }
 
-fn export_merged(args: &AdapterArgs, merged: &std::path::Path) -> Result<()> {
+fn predict(args: &AdapterArgs, input: &Path, out: &Path) -> Result<()> {
+    let (adapter, mut config) = args.resolve(squad_defaults)?;
+    if !input.is_file() {
+        return Err(Error::io(
+            input,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        ));
+    }
+    let name = input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    config.data_dir = input
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    config.dev_limit = None;
+    let options = config.squad.get_or_insert_with(Default::default);
+    options.split_by_article = None;
+    // The runner's data reads a training file too; the input serves (one question of it).
+    options.train_file = name.clone();
+    options.dev_file = name;
+    let task = squad_task(&config)?;
+    export::predict_into::<Inner, Squad>(&task, &config, &adapter.dir, out, &backend::device())
+}
+
+fn export_merged(args: &AdapterArgs, merged: &Path) -> Result<()> {
     let (adapter, config) = args.resolve(squad_defaults)?;
     export::export_command::<Inner, Squad>(
         &squad_task(&config)?,
@@ -131,25 +170,13 @@ fn parse_version(v: &str) -> Result<SquadVersion> {
 }
 
 /// Fetches the files of `versions` that `data_dir` lacks.
-fn download(data_dir: &std::path::Path, versions: &[SquadVersion]) -> Result<()> {
-    std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
-    for &version in versions {
-        for name in official_files(version) {
-            let dest = data_dir.join(name);
-            if dest.is_file() {
-                println!("{} present", dest.display());
-                continue;
-            }
-            println!("downloading {name}");
-            download_file(&format!("{SQUAD_URL}/{name}"), &dest).map_err(|e| {
-                Error::Other(format!(
-                    "{e}. Without network access, copy the official {name} into {} by hand",
-                    data_dir.display()
-                ))
-            })?;
-        }
-    }
-    Ok(())
+fn download(data_dir: &Path, versions: &[SquadVersion]) -> Result<()> {
+    let files: Vec<(&str, String)> = versions
+        .iter()
+        .flat_map(|&v| official_files(v))
+        .map(|name| (name, format!("{SQUAD_URL}/{name}")))
+        .collect();
+    download_missing(data_dir, &files)
 }
 
 fn train(cli: &mut Cli) -> Result<()> {
@@ -209,6 +236,11 @@ fn main() -> ExitCode {
                 download(data_dir, &versions)
             }),
         Some(Command::Eval(args)) => eval(args),
+        Some(Command::Predict {
+            adapter,
+            input,
+            out,
+        }) => predict(adapter, input, out),
         Some(Command::Export { adapter, merged }) => export_merged(adapter, merged),
         None => train(&mut cli),
     };

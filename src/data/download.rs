@@ -115,6 +115,34 @@ pub fn download_glue(
     Ok(fetched)
 }
 
+/// Downloads each `(name, url)` of `files` that `dir` lacks into `dir/name` (SQuAD's and E2E's
+/// official files). A failed transfer's error says how to do without the network, and the
+/// directories this call created are removed again if they are empty.
+pub fn download_missing(dir: &Path, files: &[(&str, String)]) -> Result<()> {
+    let created = missing_ancestors(dir);
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    for (name, url) in files {
+        let dest = dir.join(name);
+        if dest.is_file() {
+            println!("{} present", dest.display());
+            continue;
+        }
+        println!("downloading {name}");
+        if let Err(e) = download_file(url, &dest) {
+            for dir in &created {
+                let _ = fs::remove_dir(dir);
+            }
+            return Err(Error::Other(format!(
+                "{e}. Without network access, copy the official {name} into {} by hand and \
+                 pass --data-dir {}",
+                dir.display(),
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `dir` and those of its ancestors that do not exist yet, deepest first.
 fn missing_ancestors(dir: &Path) -> Vec<PathBuf> {
     dir.ancestors()
@@ -626,6 +654,39 @@ mod tests {
             Err(Error::Data { file, line: 2, .. }) => assert_eq!(file, src.join("bad.txt")),
             other => panic!("expected a line-2 data error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_failed_file_download_says_what_to_do_and_leaves_nothing_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let squad = tmp.path().join("datasets/squad");
+        // The first file is present, the second is fetched from the refused discard port.
+        let files = [
+            (
+                "dev-v1.1.json",
+                "http://127.0.0.1:9/dev-v1.1.json".to_string(),
+            ),
+            (
+                "train-v1.1.json",
+                "http://127.0.0.1:9/train-v1.1.json".to_string(),
+            ),
+        ];
+        let err = download_missing(&squad, &files).unwrap_err().to_string();
+        assert!(
+            err.contains("127.0.0.1:9") && err.contains("copy the official train-v1.1.json"),
+            "{err}"
+        );
+        assert!(err.contains("--data-dir"), "{err}");
+        assert!(!tmp.path().join("datasets").exists());
+        // An existing directory and the files in it stay; nothing partial is added.
+        fs::create_dir_all(&squad).unwrap();
+        fs::write(squad.join("dev-v1.1.json"), "{}").unwrap();
+        assert!(download_missing(&squad, &files).is_err());
+        let left: Vec<_> = fs::read_dir(&squad)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("dev-v1.1.json")]);
     }
 
     #[test]

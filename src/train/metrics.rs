@@ -476,11 +476,14 @@ impl MetricLogger for RunLogger {
         series[epoch - 1] = values;
         if let Some((stop_epoch, interrupter)) = &self.stop {
             if split == "valid" && epoch >= *stop_epoch {
-                interrupter.stop(Some("stop_after_epoch reached"));
+                interrupter.stop(Some(STOP_AFTER_EPOCH));
             }
         }
     }
 }
+
+/// The interrupter's reason when `stop_after` stops a run.
+pub const STOP_AFTER_EPOCH: &str = "stop_after_epoch reached";
 
 /// A renderer for logs: one line every `every` training iterations and at each epoch's end.
 pub struct LineRenderer {

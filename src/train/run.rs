@@ -20,7 +20,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ElementConversion;
 use burn::train::metric::ItemLazy;
 use burn::train::metric::LearningRateMetric;
-use burn::train::{InferenceStep, Learner, SupervisedTraining, TrainStep};
+use burn::train::{InferenceStep, Interrupter, Learner, SupervisedTraining, TrainStep};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
@@ -35,7 +35,9 @@ use crate::train::checkpoint::{
 };
 use crate::train::config::RunConfig;
 use crate::train::figures;
-use crate::train::metrics::{History, LossMetric, OrthogonalityMetric, RunLogger, TaskMetric};
+use crate::train::metrics::{
+    History, LossMetric, OrthogonalityMetric, RunLogger, TaskMetric, STOP_AFTER_EPOCH,
+};
 use crate::train::run_dir::{NewRunDir, RunLock};
 use crate::train::schedule::WarmupLinear;
 use crate::train::task::{Batches, Outcome, Scores, Task, TaskData, TaskModel};
@@ -343,7 +345,8 @@ where
     drop(result.renderer);
     let trained = result.model;
     stopped_by_failure(&recorder, &non_finite, &run_dir, iterations_per_epoch)?;
-    if interrupter.should_stop() {
+    if let Some(reason) = early_stop(&interrupter)? {
+        println!("{reason}");
         let last = saved_epochs(&run_dir).last().copied().unwrap_or(0);
         println!("interrupted; the last checkpoint is epoch {last}: continue with --resume");
         return Ok(RunSummary {
@@ -540,6 +543,25 @@ fn stopped_by_failure(
 /// BᵀB of one adapter: its Hugging Face module path, its rank r and the r×r values.
 type Gram = (String, usize, Vec<f32>);
 
+/// burn-train's dashboard's stop key (`q`) gives this reason.
+const USER_STOP: &str = "Stopping training from user input.";
+
+/// Why training stopped before its last epoch: `None` when it did not, the reason for an
+/// interruption that `--resume` continues (`stop_after_epoch`, `q` in the dashboard), an error
+/// for any other stop (burn-train stops on a checkpoint it cannot delete or restore). Read from
+/// the reason every stop records: the dashboard resets the interrupter itself when training
+/// ends, so `should_stop()` alone would report a stopped run as complete.
+fn early_stop(interrupter: &Interrupter) -> Result<Option<String>> {
+    match interrupter.get_message() {
+        None if !interrupter.should_stop() => Ok(None),
+        None => Ok(Some("stopped".into())),
+        Some(reason) if reason == STOP_AFTER_EPOCH || reason == USER_STOP => Ok(Some(reason)),
+        Some(reason) => Err(Error::Other(format!(
+            "training stopped: {reason}; the checkpoints written so far are kept (--resume)"
+        ))),
+    }
+}
+
 /// Each adapter's distance of B to its own manifold (for the sphere, ‖BᵀB − I‖ is not the
 /// constraint: only its diagonal is), and each BᵀB with its Hugging Face module path and rank,
 /// for the heat maps.
@@ -653,4 +675,29 @@ fn check_unchanged(config: &RunConfig, run_dir: &Path) -> Result<()> {
         list.join(", "),
         original.display()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_is_seen_after_the_dashboard_resets_the_interrupter() {
+        let running = Interrupter::new();
+        assert_eq!(early_stop(&running).unwrap(), None);
+        // What burn-train's dashboard does when training ends, after any stop.
+        let stopped = |reason: &str| {
+            let interrupter = Interrupter::new();
+            interrupter.stop(Some(reason));
+            interrupter.reset();
+            early_stop(&interrupter)
+        };
+        assert_eq!(
+            stopped(STOP_AFTER_EPOCH).unwrap().as_deref(),
+            Some(STOP_AFTER_EPOCH)
+        );
+        assert_eq!(stopped(USER_STOP).unwrap().as_deref(), Some(USER_STOP));
+        let error = stopped("cannot delete checkpoint/model-1.mpk").unwrap_err();
+        assert!(error.to_string().contains("model-1.mpk"), "{error}");
+    }
 }

@@ -132,6 +132,32 @@ impl E2e {
         }
     }
 
+    /// Beam-search outputs for the distinct MRs of `input` (an official E2E CSV, `mr` or
+    /// `mr,ref`), one per MR in file order: `e2e predict`.
+    pub fn predict_file<B: Backend>(
+        &self,
+        model: &GPT2LMHeadModel<B>,
+        tokenizer_path: &Path,
+        input: &Path,
+        batch_size: usize,
+    ) -> Result<Vec<String>> {
+        let tokenizer = Tokenizer::from_file(tokenizer_path).map_err(|e| Error::Model {
+            path: tokenizer_path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        let eos = eos_id(&tokenizer)?;
+        let instances = group_by_mr(&read_e2e_csv(input)?);
+        if instances.is_empty() {
+            return Err(Error::Other(format!("no MRs in {}", input.display())));
+        }
+        let prompts = instances
+            .iter()
+            .map(|i| encode_prompt(&tokenizer, &MeaningRepresentation::parse(&i.mr)?))
+            .collect::<Result<Vec<_>>>()?;
+        let _ = self.tokenizer.set(tokenizer);
+        self.generate(model, &prompts, eos, batch_size)
+    }
+
     /// Beam-search outputs for `prompts`, decoded, in order.
     fn generate<B: Backend>(
         &self,
