@@ -10,7 +10,7 @@ use common::WORDS;
 use manifold_lora::backend::{self, Train};
 use manifold_lora::tasks::glue::run;
 use manifold_lora::train::run::{RunOptions, RunSummary, ADAPTER_DIR, METRICS_FILE, RESULTS_FILE};
-use manifold_lora::train::{Method, RunConfig};
+use manifold_lora::train::{checkpoint, Method, RunConfig};
 
 /// SST-2-format data: the label is whether "good" or "fine" appears (learnable in a few steps).
 fn data_dir(root: &Path) -> PathBuf {
@@ -235,6 +235,15 @@ fn bad_starts_and_resumes_are_refused_with_clear_errors() {
         "{msg}"
     );
     assert!(!out.join("empty").exists());
+    // An empty dev set is found before training, not after it.
+    let mut no_dev = config(&model, &data, &out, "no-dev");
+    no_dev.dev_limit = Some(0);
+    let msg = err(no_dev, RunOptions::default());
+    assert!(
+        msg.contains("no dev examples") && msg.contains("dev.tsv"),
+        "{msg}"
+    );
+    assert!(!out.join("no-dev").exists());
 
     // A second run on a directory in use.
     let busy = out.join("busy");
@@ -248,7 +257,14 @@ fn bad_starts_and_resumes_are_refused_with_clear_errors() {
     diverging.lr = 1e30;
     diverging.method = Method::Lora;
     let msg = err(diverging, RunOptions::default());
-    assert!(msg.contains("not finite at step"), "{msg}");
+    assert!(
+        msg.contains("not finite at step") && msg.contains("(epoch 1)"),
+        "{msg}"
+    );
+    assert!(
+        checkpoint::saved_epochs(&out.join("diverging")).is_empty(),
+        "{msg}"
+    );
 
     // config.toml edited after the start: resume refuses and names the key.
     let mut short = config(&model, &data, &out, "edited");

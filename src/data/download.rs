@@ -660,7 +660,7 @@ mod tests {
     fn a_failed_file_download_says_what_to_do_and_leaves_nothing_behind() {
         let tmp = tempfile::tempdir().unwrap();
         let squad = tmp.path().join("datasets/squad");
-        // The first file is present, the second is fetched from the refused discard port.
+        // Both come from the refused discard port of the loopback.
         let files = [
             (
                 "dev-v1.1.json",
@@ -673,7 +673,7 @@ mod tests {
         ];
         let err = download_missing(&squad, &files).unwrap_err().to_string();
         assert!(
-            err.contains("127.0.0.1:9") && err.contains("copy the official train-v1.1.json"),
+            err.contains("127.0.0.1:9") && err.contains("copy the official dev-v1.1.json"),
             "{err}"
         );
         assert!(err.contains("--data-dir"), "{err}");
@@ -681,7 +681,8 @@ mod tests {
         // An existing directory and the files in it stay; nothing partial is added.
         fs::create_dir_all(&squad).unwrap();
         fs::write(squad.join("dev-v1.1.json"), "{}").unwrap();
-        assert!(download_missing(&squad, &files).is_err());
+        let err = download_missing(&squad, &files).unwrap_err().to_string();
+        assert!(err.contains("copy the official train-v1.1.json"), "{err}");
         let left: Vec<_> = fs::read_dir(&squad)
             .unwrap()
             .map(|e| e.unwrap().file_name())

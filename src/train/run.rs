@@ -346,9 +346,10 @@ where
     let trained = result.model;
     stopped_by_failure(&recorder, &non_finite, &run_dir, iterations_per_epoch)?;
     if let Some(reason) = early_stop(&interrupter)? {
-        println!("{reason}");
         let last = saved_epochs(&run_dir).last().copied().unwrap_or(0);
-        println!("interrupted; the last checkpoint is epoch {last}: continue with --resume");
+        println!(
+            "interrupted ({reason}); the last checkpoint is epoch {last}: continue with --resume"
+        );
         return Ok(RunSummary {
             completed: false,
             run_dir,
