@@ -523,7 +523,7 @@ fn stopped_by_failure(
         // Steps count micro-batches, as `iterations_per_epoch` does, from 1.
         let bad_epoch = step.saturating_sub(1) / iterations_per_epoch + 1;
         let discarded = checkpoint::discard_from(run_dir, bad_epoch)
-            .map_err(|e| Error::io(&run_dir.join(CHECKPOINT_DIR), e))?;
+            .map_err(|e| Error::io(run_dir.join(CHECKPOINT_DIR), e))?;
         let last = saved_epochs(run_dir).last().copied();
         let kept = match last {
             Some(e) => format!("The last checkpoint is epoch {e}, written before that step."),
