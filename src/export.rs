@@ -30,7 +30,7 @@ use crate::tasks::glue::model::GlueModel;
 use crate::tasks::glue::Glue;
 use crate::train::config::RunConfig;
 use crate::train::run::CONFIG_FILE;
-use crate::train::task::{Scores, Task, TaskModel};
+use crate::train::task::{Scores, Task, TaskData, TaskModel};
 
 /// An adapter directory and what it says about itself.
 #[derive(Debug, Clone)]
@@ -232,6 +232,23 @@ pub struct EvalReport {
     pub json: Value,
 }
 
+/// The base model with the adapter, and the task's data as `config` names it. The runner's
+/// data includes a training split: only one of its examples is tokenised.
+fn adapted_with_data<B: Backend, T: Task>(
+    task: &T,
+    config: &RunConfig,
+    adapter: &Path,
+    device: &B::Device,
+) -> Result<(T::Model<B>, TaskData<T::Split>)> {
+    let files = model_files(&config.model)?;
+    let model = load_adapted::<B, T>(task, &files.dir, adapter, device)?;
+    model.check_max_len(config.max_len)?;
+    let mut data_config = config.clone();
+    data_config.train_limit = Some(1);
+    let data = task.data(&data_config, &files.tokenizer)?;
+    Ok((model, data))
+}
+
 /// Scores of the base model `config.model` with `adapter` on every dev split of `task` (read
 /// from `config.data_dir` as a run reads them; the training file is read too, but only one of
 /// its examples is tokenised).
@@ -241,12 +258,7 @@ pub fn evaluate<B: Backend, T: Task>(
     adapter: &Path,
     device: &B::Device,
 ) -> Result<EvalReport> {
-    let files = model_files(&config.model)?;
-    let model = load_adapted::<B, T>(task, &files.dir, adapter, device)?;
-    model.check_max_len(config.max_len)?;
-    let mut data_config = config.clone();
-    data_config.train_limit = Some(1);
-    let data = task.data(&data_config, &files.tokenizer)?;
+    let (model, data) = adapted_with_data::<B, T>(task, config, adapter, device)?;
     let mut dev = Vec::new();
     for (split, data) in &data.dev {
         let (scores, _) = task.evaluate(&model, data, config.eval_batch_size, device)?;
@@ -284,12 +296,7 @@ pub fn predict_into<B: Backend, T: Task>(
     out_dir: &Path,
     device: &B::Device,
 ) -> Result<()> {
-    let files = model_files(&config.model)?;
-    let model = load_adapted::<B, T>(task, &files.dir, adapter, device)?;
-    model.check_max_len(config.max_len)?;
-    let mut data_config = config.clone();
-    data_config.train_limit = Some(1);
-    let data = task.data(&data_config, &files.tokenizer)?;
+    let (model, data) = adapted_with_data::<B, T>(task, config, adapter, device)?;
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     for (split, data) in &data.dev {
         let (_, predictions) = task.evaluate(&model, data, config.eval_batch_size, device)?;
