@@ -16,6 +16,11 @@ shared=$(cd "${MANIFOLD_LORA_SHARED:-../shared}" && pwd)
 for method in lora stiefel sphere; do
   name="adapter-$method"
   [ -f "$out/$name/results.json" ] && continue
+  # A run still in progress (another invocation of this script) holds its lock: leave it.
+  if [ -f "$out/$name/.lock" ] && kill -0 "$(cat "$out/$name/.lock")" 2>/dev/null; then
+    echo "$name is running (process $(cat "$out/$name/.lock"))"
+    return 0
+  fi
   rm -rf "${out:?}/$name"
   ./target/release/e2e --config "experiments/e2e/gpt2-medium-$method.toml" --model "$out/base" \
     --data-dir "$out" --set e2e.train_file=train.csv --set e2e.dev_file=dev.csv \

@@ -47,6 +47,11 @@ run_cell() {
   local task=$1 method=$2 reading=$3
   local run="$task-$method-$reading"
   [ -f "$out/$run/results.json" ] && return 0
+  # A run still in progress (another invocation of this script) holds its lock: leave it.
+  if [ -f "$out/$run/.lock" ] && kill -0 "$(cat "$out/$run/.lock")" 2>/dev/null; then
+    echo "$run is running (process $(cat "$out/$run/.lock"))"
+    return 0
+  fi
   rm -rf "${out:?}/$run" # an interrupted earlier attempt
   # shellcheck disable=SC2046
   ./target/release/glue --task "$task" --method "$method" --rank 8 \
