@@ -235,4 +235,27 @@ fn squad_v2_reports_has_and_no_answer_and_writes_null_odds() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("v2.0") && err.contains("squad-v1.1"), "{err}");
+
+    // A dev file with hidden labels (no answer anywhere) cannot score a run: a model that never
+    // answers would get 100.
+    let mut questions = read_json(&data.join("dev-v2.0.json"));
+    for article in questions["data"].as_array_mut().unwrap() {
+        for paragraph in article["paragraphs"].as_array_mut().unwrap() {
+            for qa in paragraph["qas"].as_array_mut().unwrap() {
+                qa["answers"] = json!([]);
+                qa.as_object_mut().unwrap().remove("is_impossible");
+                qa.as_object_mut().unwrap().remove("plausible_answers");
+            }
+        }
+    }
+    std::fs::write(data.join("hidden.json"), questions.to_string()).unwrap();
+    let mut hidden = config(&model, &data, &out, "hidden", SquadVersion::V2);
+    hidden.squad.as_mut().unwrap().dev_file = "hidden.json".into();
+    let err = run::<Train>(hidden, RunOptions::default(), &backend::device())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("hidden.json") && err.contains("labels are hidden"),
+        "{err}"
+    );
 }

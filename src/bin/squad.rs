@@ -146,7 +146,7 @@ fn predict(args: &AdapterArgs, input: &Path, out: &Path) -> Result<()> {
     // The runner's data reads a training file too; the input serves (one question of it).
     options.train_file = name.clone();
     options.dev_file = name;
-    let task = squad_task(&config)?;
+    let task = squad_task(&config)?.for_prediction();
     export::predict_into::<Inner, Squad>(&task, &config, &adapter.dir, out, &backend::device())
 }
 

@@ -81,6 +81,8 @@ pub struct Squad {
     options: SquadOptions,
     /// The first dev split, for the live dev metrics (set by [`Task::data`]).
     dev: OnceLock<QaSplit>,
+    /// Whether files without any answer are read (`squad predict`), instead of refused.
+    hidden_labels_ok: bool,
 }
 
 impl Squad {
@@ -90,7 +92,15 @@ impl Squad {
             version,
             options,
             dev: OnceLock::new(),
+            hidden_labels_ok: false,
         }
+    }
+
+    /// For `squad predict`: questions whose labels are hidden (no answer anywhere, as in a test
+    /// file) are read, and scored only for the record.
+    pub fn for_prediction(mut self) -> Self {
+        self.hidden_labels_ok = true;
+        self
     }
 
     fn postprocess_config(&self) -> PostprocessConfig {
@@ -314,6 +324,29 @@ impl Task for Squad {
                     "no {what} questions (from {}; check train_limit, dev_limit and split_by_article)",
                     dev_path.display()
                 )));
+            }
+            // A file with hidden labels reads as v2.0 data where every question is
+            // unanswerable: a model that never answers would score 100.
+            let labelled = examples
+                .iter()
+                .any(|e| !e.answers.is_empty() || e.is_impossible);
+            if !labelled && !self.hidden_labels_ok {
+                let file = match (what, options.split_by_article) {
+                    ("training", None) => config.data_dir.join(&options.train_file),
+                    _ => dev_path.clone(),
+                };
+                return Err(Error::Data {
+                    file,
+                    line: 1,
+                    msg: format!(
+                        "none of its {} {what} questions has an answer or `is_impossible`: its \
+                         labels are hidden (as in the CS224N test half), and every question would \
+                         count as unanswerable. Train and evaluate on a labelled file (or on \
+                         squad.split_by_article of one); `squad predict` answers unlabelled \
+                         questions",
+                        examples.len()
+                    ),
+                });
             }
         }
         let baseline = baseline(&train, &dev)?;
