@@ -232,6 +232,9 @@ pub struct EvalReport {
     pub json: Value,
 }
 
+/// A task's model on backend `B`, and its data.
+type ModelAndData<T, B> = (<T as Task>::Model<B>, TaskData<<T as Task>::Split>);
+
 /// The base model with the adapter, and the task's data as `config` names it. The runner's
 /// data includes a training split: only one of its examples is tokenised.
 fn adapted_with_data<B: Backend, T: Task>(
@@ -239,7 +242,7 @@ fn adapted_with_data<B: Backend, T: Task>(
     config: &RunConfig,
     adapter: &Path,
     device: &B::Device,
-) -> Result<(T::Model<B>, TaskData<T::Split>)> {
+) -> Result<ModelAndData<T, B>> {
     let files = model_files(&config.model)?;
     let model = load_adapted::<B, T>(task, &files.dir, adapter, device)?;
     model.check_max_len(config.max_len)?;
