@@ -1,19 +1,30 @@
 //! The backend a binary runs on, chosen by cargo feature, so that every binary is written once.
 //!
 //! Precedence when several features are on (the default `ndarray` stays on when a user adds
-//! `--features cuda`): `cuda` > `wgpu` > `ndarray`.
+//! `--features cuda`): `cuda` > `wgpu` > `flex` > `ndarray`.
 
-#[cfg(not(any(feature = "cuda", feature = "wgpu", feature = "ndarray")))]
-compile_error!("enable one backend feature: `ndarray` (default), `wgpu` or `cuda`");
+#[cfg(not(any(
+    feature = "cuda",
+    feature = "wgpu-unfused",
+    feature = "flex",
+    feature = "ndarray"
+)))]
+compile_error!("enable one backend feature: `ndarray` (default), `flex`, `wgpu` or `cuda`");
 
 /// The inference backend selected by features.
 #[cfg(feature = "cuda")]
 pub type Inner = burn::backend::Cuda<f32, i32>;
 /// The inference backend selected by features.
-#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+#[cfg(all(feature = "wgpu-unfused", not(feature = "cuda")))]
 pub type Inner = burn::backend::Wgpu<f32, i32>;
 /// The inference backend selected by features.
-#[cfg(all(feature = "ndarray", not(any(feature = "cuda", feature = "wgpu"))))]
+#[cfg(all(feature = "flex", not(any(feature = "cuda", feature = "wgpu-unfused"))))]
+pub type Inner = burn::backend::Flex<f32>;
+/// The inference backend selected by features.
+#[cfg(all(
+    feature = "ndarray",
+    not(any(feature = "cuda", feature = "wgpu-unfused", feature = "flex"))
+))]
 pub type Inner = burn::backend::NdArray<f32>;
 
 /// The training backend: the selected backend under autodiff.
@@ -22,8 +33,10 @@ pub type Train = burn::backend::Autodiff<Inner>;
 /// Human-readable name of the selected backend, recorded in run outputs.
 pub const NAME: &str = if cfg!(feature = "cuda") {
     "cuda"
-} else if cfg!(feature = "wgpu") {
+} else if cfg!(feature = "wgpu-unfused") {
     "wgpu"
+} else if cfg!(feature = "flex") {
+    "flex"
 } else {
     "ndarray"
 };
@@ -31,4 +44,30 @@ pub const NAME: &str = if cfg!(feature = "cuda") {
 /// The default device of the selected backend (GPU 0 for `cuda`, the default adapter for `wgpu`).
 pub fn device() -> burn::tensor::Device<Inner> {
     Default::default()
+}
+
+/// Makes the CPU backends bit-for-bit reproducible from run to run (`--deterministic`).
+///
+/// ndarray already is (it is built without threads and SIMD). flex splits large reductions over
+/// rayon's threads, and how the partial sums are combined depends on the scheduling, so two runs
+/// differ in the last bits: here its thread pool gets a single thread, which costs flex its
+/// multi-threading. The GPU backends are not made reproducible by this (their reductions and
+/// autotuned kernels may differ between runs).
+pub fn deterministic() -> crate::error::Result<()> {
+    #[cfg(feature = "flex")]
+    {
+        // An error means the pool already exists (a second run in this process, or rayon work
+        // before this call): fine when it has one thread.
+        let built = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build_global();
+        if built.is_err() && rayon::current_num_threads() != 1 {
+            return Err(crate::error::Error::Other(format!(
+                "--deterministic: the thread pool already runs {} threads; start the process \
+                 with RAYON_NUM_THREADS=1",
+                rayon::current_num_threads()
+            )));
+        }
+    }
+    Ok(())
 }

@@ -63,6 +63,10 @@ pub struct TrainArgs {
     /// Micro-batches per optimizer step (must divide --batch-size).
     #[arg(long)]
     pub grad_accumulation: Option<usize>,
+    /// Devices to train on, e.g. `0,1` for two GPUs (data-parallel: each takes an equal part of
+    /// every batch; gradients are combined before the step).
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Option<Vec<usize>>,
     /// Maximum tokens per example.
     #[arg(long)]
     pub max_len: Option<usize>,
@@ -101,6 +105,10 @@ pub struct TrainArgs {
     /// Stop once this epoch is validated (resume later with --resume).
     #[arg(long)]
     pub stop_after_epoch: Option<usize>,
+    /// Bit-for-bit reproducible on the CPU: flex computes on one thread (its parallel reductions
+    /// add in an order that varies between runs); ndarray always is.
+    #[arg(long)]
+    pub deterministic: bool,
     /// Print the resolved configuration and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -124,6 +132,7 @@ impl TrainArgs {
             ("lr", self.lr.is_some()),
             ("batch_size", self.batch_size.is_some()),
             ("grad_accumulation", self.grad_accumulation.is_some()),
+            ("devices", self.devices.is_some()),
             ("max_len", self.max_len.is_some()),
             ("train_limit", self.train_limit.is_some()),
             ("dev_limit", self.dev_limit.is_some()),
@@ -197,6 +206,7 @@ impl TrainArgs {
             lr => lr,
             batch_size => batch_size,
             grad_accumulation => grad_accumulation,
+            devices => devices,
             max_len => max_len,
             seed => seed,
             mu => optimizer.mu,
@@ -275,6 +285,7 @@ impl TrainArgs {
             resume: self.resume,
             stop_after_epoch: self.stop_after_epoch,
             resume_from: self.resume_from,
+            deterministic: self.deterministic,
         }
     }
 }
@@ -311,6 +322,15 @@ pub fn with_defaults_in_help(cmd: Command, defaults: &RunConfig, row: Option<&Pa
         ("lr", config.lr.to_string()),
         ("batch_size", config.batch_size.to_string()),
         ("grad_accumulation", config.grad_accumulation.to_string()),
+        (
+            "devices",
+            config
+                .devices
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
         ("max_len", config.max_len.to_string()),
         ("train_limit", limit(config.train_limit)),
         ("dev_limit", limit(config.dev_limit)),

@@ -3,6 +3,7 @@
 //! update inside AdamW. Built on Burn; the same code runs on the ndarray CPU backend, wgpu and
 //! CUDA (see [`backend`]).
 
+pub mod alloc;
 pub mod backend;
 pub mod cli;
 pub mod data;

@@ -210,6 +210,102 @@ fn trains_checkpoints_exports_and_resumes_identically() {
     assert_eq!(adapter(&resumed), adapter(&straight), "identical adapters");
 }
 
+/// Data-parallel training through burn-train's multi-device strategy, on two workers over the
+/// CPU: each takes half of every batch of 16, their gradients are summed and divided by two, so
+/// every step is the step one device takes on the whole batch — same adapters, same head.
+#[test]
+fn two_devices_with_half_batches_step_like_one_device() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let Some(model) = common::fixture_model_dir(root.path(), "deberta", "tiny-deberta") else {
+        return;
+    };
+    let data = data_dir(root.path());
+    let out = root.path().join("runs");
+    let device = backend::device();
+    let run_with = |name: &str, devices: Vec<usize>| {
+        let mut config = config(&model, &data, &out, name);
+        config.grad_accumulation = 1;
+        config.epochs = 2;
+        config.devices = devices;
+        let summary = run::<Train>(config, RunOptions::default(), &device).unwrap();
+        assert!(summary.completed, "{name} completes");
+        summary
+    };
+    let one = run_with("one-device", vec![0]);
+    let two = run_with("two-devices", vec![0, 1]);
+
+    // 96 examples, batch 16: 6 steps per epoch, each logged once per device with one step number.
+    let train_steps = |r: &RunSummary| -> Vec<u64> {
+        lines(r)
+            .iter()
+            .filter(|l| l["split"] == "train")
+            .map(|l| l["step"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(train_steps(&one), (1..=12).collect::<Vec<_>>());
+    let doubled: Vec<u64> = (1..=12).flat_map(|s| [s, s]).collect();
+    assert_eq!(train_steps(&two), doubled);
+
+    let tensors = |r: &RunSummary| {
+        let bytes = std::fs::read(
+            r.run_dir
+                .join(ADAPTER_DIR)
+                .join("adapter_model.safetensors"),
+        )
+        .unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut out: Vec<(String, Vec<f32>)> = file
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| {
+                let values = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                (name, values)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    };
+    let (a, b) = (tensors(&one), tensors(&two));
+    assert_eq!(a.len(), b.len());
+    assert!(a.iter().any(|(name, _)| name.contains("lora_B")));
+    let mut moved = 0.0f32;
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        let scale = x.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-3);
+        let diff = x
+            .iter()
+            .zip(y)
+            .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(
+            diff <= 2e-4 * scale,
+            "{name}: one device and two differ by {diff} (scale {scale})"
+        );
+        moved = moved.max(scale);
+    }
+    assert!(moved > 0.0, "the adapters trained");
+    // The dev metrics of both runs agree too (evaluation on the first device).
+    // {split: {metric: value}}.
+    let (dev_one, dev_two) = (&one.results["dev"], &two.results["dev"]);
+    let splits = dev_one.as_object().unwrap();
+    assert!(!splits.is_empty());
+    for (split, scores) in splits {
+        for (key, value) in scores.as_object().unwrap() {
+            let (x, y) = (
+                value.as_f64().unwrap(),
+                dev_two[split][key].as_f64().unwrap(),
+            );
+            assert!(
+                (x - y).abs() < 1e-3,
+                "dev {split} {key}: {x} on one device, {y} on two"
+            );
+        }
+    }
+}
+
 /// The bad starts and resumes a user hits, each refused before training with an error that says
 /// what and where; and full fine-tuning through the same runner.
 #[test]

@@ -175,7 +175,11 @@ fn train(args: &mut TrainArgs) -> Result<()> {
     Ok(())
 }
 
+#[global_allocator]
+static ALLOCATOR: manifold_lora::alloc::Allocator = manifold_lora::alloc::Allocator;
+
 fn main() -> ExitCode {
+    manifold_lora::alloc::keep_freed_memory();
     let defaults = default_config();
     let row = experiment_file(&defaults.model, defaults.method);
     let mut cli: Cli = cli::parse_with_defaults(&defaults, row.as_deref());

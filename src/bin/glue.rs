@@ -177,7 +177,11 @@ fn compare(runs: &[PathBuf], out: &Path) -> Result<()> {
     Ok(())
 }
 
+#[global_allocator]
+static ALLOCATOR: manifold_lora::alloc::Allocator = manifold_lora::alloc::Allocator;
+
 fn main() -> ExitCode {
+    manifold_lora::alloc::keep_freed_memory();
     let defaults = RunConfig::default();
     let row = experiment_file(&defaults.task, defaults.method, defaults.lora.rank);
     let cli: Cli = cli::parse_with_defaults(&defaults, row.as_deref());

@@ -58,7 +58,11 @@ struct Args {
     seed: u64,
 }
 
+#[global_allocator]
+static ALLOCATOR: manifold_lora::alloc::Allocator = manifold_lora::alloc::Allocator;
+
 fn main() {
+    manifold_lora::alloc::keep_freed_memory();
     let args = Args::parse();
     if args.p == 0 || args.p > args.n {
         eprintln!(

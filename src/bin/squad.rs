@@ -214,7 +214,11 @@ fn train(cli: &mut Cli) -> Result<()> {
     Ok(())
 }
 
+#[global_allocator]
+static ALLOCATOR: manifold_lora::alloc::Allocator = manifold_lora::alloc::Allocator;
+
 fn main() -> ExitCode {
+    manifold_lora::alloc::keep_freed_memory();
     let defaults = default_config(SquadVersion::V1);
     let row = experiment_file(&defaults.task, defaults.method, defaults.lora.rank);
     let mut cli: Cli = cli::parse_with_defaults(&defaults, row.as_deref());

@@ -68,7 +68,14 @@ fn runs_on_host<B: Backend>(device: &B::Device) -> bool {
 
 /// A 62-bit key from the backend's generator (two 31-bit draws).
 fn draw_key<B: Backend>(device: &B::Device) -> u64 {
-    let draws = Tensor::<B, 1, Int>::random([2], Distribution::Uniform(0.0, 2f64.powi(31)), device)
+    // The bound must fit the backend's integer type: 2³¹ does not fit flex's i32 (its sampler
+    // panics), and 64-bit backends keep the bound their runs were made with.
+    let high = if std::mem::size_of::<B::IntElem>() >= 8 {
+        2f64.powi(31)
+    } else {
+        2f64.powi(31) - 1.0
+    };
+    let draws = Tensor::<B, 1, Int>::random([2], Distribution::Uniform(0.0, high), device)
         .into_data()
         .convert::<i64>();
     let draws = draws.as_slice::<i64>().unwrap_or(&[0, 0]);

@@ -254,6 +254,7 @@ impl ManifoldAdamWConfig {
             config: self.clone(),
             states: HashMap::new(),
             others,
+            gradient_divisor: 1,
         })
     }
 }
@@ -293,6 +294,9 @@ pub struct ManifoldAdamW<M: AutodiffModule<B>, B: AutodiffBackend> {
     config: ManifoldAdamWConfig,
     states: HashMap<ParamId, MatrixState<B::InnerBackend>>,
     others: OptimizerAdaptor<AdamW, M, B>,
+    /// Micro-batch gradients summed into one step's (accumulation × devices): adapter gradients
+    /// are divided by it, so the penalty inside the gradient meets the batch-mean gradient.
+    gradient_divisor: usize,
 }
 
 /// Gradients from one device or several.
@@ -302,10 +306,11 @@ enum Grads {
 }
 
 impl Grads {
-    fn remove<Bk: Backend>(&mut self, id: ParamId) -> Option<Tensor<Bk, 2>> {
+    /// The gradient of `id`, moved to `device` (where the parameter and its state live).
+    fn remove<Bk: Backend>(&mut self, id: ParamId, device: &Bk::Device) -> Option<Tensor<Bk, 2>> {
         match self {
             Grads::Single(g) => g.remove::<Bk, 2>(id),
-            Grads::Multi(g) => g.remove::<Bk, 2>(id).map(|(t, _)| t),
+            Grads::Multi(g) => g.remove::<Bk, 2>(id).map(|(t, _)| t.to_device(device)),
         }
     }
 }
@@ -326,6 +331,15 @@ where
     M: AutodiffModule<B>,
     B: AutodiffBackend,
 {
+    /// Divides the adapters' gradients by `n` (at least 1): the number of micro-batch gradients
+    /// burn-train sums into one step (gradient accumulation × devices), each the mean over its
+    /// micro-batch — so the step sees the mean over the whole batch. The other parameters' AdamW
+    /// step does not depend on the gradient's scale (up to ε).
+    pub fn with_gradient_divisor(mut self, n: usize) -> Self {
+        self.gradient_divisor = n.max(1);
+        self
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> &ManifoldAdamWConfig {
         &self.config
@@ -482,15 +496,23 @@ where
 
         let mut work = Vec::with_capacity(adapters.len());
         for ids in adapters {
-            let grad_a = grads.remove::<B::InnerBackend>(ids.lora_a);
-            let grad_b = grads.remove::<B::InnerBackend>(ids.lora_b);
-            if grad_a.is_none() && grad_b.is_none() {
-                continue;
-            }
             let (Some(a), Some(b)) = (values.remove(&ids.lora_a), values.remove(&ids.lora_b))
             else {
                 continue;
             };
+            let divisor = self.gradient_divisor;
+            let mut grad = |id| {
+                let g = grads.remove::<B::InnerBackend>(id, &a.device());
+                if divisor > 1 {
+                    g.map(|g| g.div_scalar(divisor as f64))
+                } else {
+                    g
+                }
+            };
+            let (grad_a, grad_b) = (grad(ids.lora_a), grad(ids.lora_b));
+            if grad_a.is_none() && grad_b.is_none() {
+                continue;
+            }
             let state_a = self
                 .states
                 .remove(&ids.lora_a)

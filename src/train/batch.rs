@@ -5,6 +5,12 @@
 //! derives the order of epoch e from (seed, e) alone, and reseeds the backend RNG (dropout) at the
 //! start of every epoch the same way: resuming at epoch e replays exactly what an uninterrupted
 //! run does from there.
+//!
+//! On several devices, burn-train gives each device `slice(start, end)` of the loader — a
+//! contiguous share of the data, shuffled within itself. A loader made [`EpochLoader::sharded`]
+//! instead turns device i's slice into "part i of every batch of the one-device order", so that
+//! one step over n devices sees exactly the batch one device would (the devices' gradients, summed
+//! by burn-train, are then divided by n in the optimizer).
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,6 +45,10 @@ pub struct EpochLoader<B: Backend, S: Batches> {
     next_epoch: Arc<AtomicUsize>,
     /// Whether to reseed the backend RNG (dropout) at each epoch start.
     reseed: bool,
+    /// Devices sharing each batch (1: this loader serves whole batches).
+    shards: usize,
+    /// Which part of every batch this loader serves, once burn-train has sliced it per device.
+    shard: Option<usize>,
     device: B::Device,
 }
 
@@ -58,13 +68,26 @@ impl<B: Backend, S: Batches> EpochLoader<B, S> {
             reseed: !matches!(order, Order::Sequential),
             order,
             next_epoch: Arc::new(AtomicUsize::new(first_epoch)),
+            shards: 1,
+            shard: None,
             device,
         }
     }
 
+    /// Makes each of burn-train's `n` per-device slices serve part i of every batch (of
+    /// `batch_size × n` examples) instead of a contiguous share of the data.
+    pub fn sharded(mut self, n: usize) -> Self {
+        self.shards = n.max(1);
+        self
+    }
+
     /// Examples served per epoch.
     pub fn len(&self) -> usize {
-        self.range.len()
+        let n = self.range.len();
+        match self.shard {
+            Some(i) => (i + 1) * n / self.shards - i * n / self.shards,
+            None => n,
+        }
     }
 
     /// Whether there are none.
@@ -74,6 +97,29 @@ impl<B: Backend, S: Batches> EpochLoader<B, S> {
 
     /// The batches of `epoch`, as lists of example indices into the whole split.
     pub fn epoch_batches(&self, epoch: usize) -> Vec<Vec<usize>> {
+        if let Some(shard) = self.shard {
+            // Part `shard` of each one-device batch; contiguous parts, as even as they can be.
+            let whole = Self {
+                data: self.data.clone(),
+                range: self.range.clone(),
+                batch_size: self.batch_size * self.shards,
+                order: self.order,
+                next_epoch: self.next_epoch.clone(),
+                reseed: self.reseed,
+                shards: 1,
+                shard: None,
+                device: self.device.clone(),
+            };
+            return whole
+                .epoch_batches(epoch)
+                .into_iter()
+                .map(|batch| {
+                    let part = |i: usize| i * batch.len() / self.shards;
+                    batch[part(shard)..part(shard + 1)].to_vec()
+                })
+                .filter(|part| !part.is_empty())
+                .collect();
+        }
         let offset = self.range.start;
         self.local_batches(epoch)
             .into_iter()
@@ -169,11 +215,31 @@ impl<B: Backend, S: Batches> DataLoader<B, S::Batch<B>> for EpochLoader<B, S> {
             order: self.order,
             next_epoch: self.next_epoch.clone(),
             reseed: self.reseed,
+            shards: self.shards,
+            shard: self.shard,
             device: device.clone(),
         })
     }
 
     fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<B, S::Batch<B>>> {
+        // Each slice counts its own epochs: with a shared counter, n devices' `iter()` calls
+        // would number one epoch n times.
+        let next_epoch = Arc::new(AtomicUsize::new(self.next_epoch.load(Ordering::SeqCst)));
+        if self.shards > 1 {
+            // burn-train's split: slice i starts at i × ⌊len / n⌋.
+            let share = (self.len() / self.shards).max(1);
+            return Arc::new(Self {
+                data: self.data.clone(),
+                range: self.range.clone(),
+                batch_size: self.batch_size,
+                order: self.order,
+                next_epoch,
+                reseed: self.reseed,
+                shards: self.shards,
+                shard: Some((start / share).min(self.shards - 1)),
+                device: self.device.clone(),
+            });
+        }
         let end = (self.range.start + end).min(self.range.end);
         let start = (self.range.start + start).min(end);
         Arc::new(Self {
@@ -181,8 +247,10 @@ impl<B: Backend, S: Batches> DataLoader<B, S::Batch<B>> for EpochLoader<B, S> {
             range: start..end,
             batch_size: self.batch_size,
             order: self.order,
-            next_epoch: self.next_epoch.clone(),
+            next_epoch,
             reseed: self.reseed,
+            shards: 1,
+            shard: None,
             device: self.device.clone(),
         })
     }

@@ -140,6 +140,15 @@ pub struct RunConfig {
     /// fresh ones (`--init-adapter`); read when the run starts, not when it resumes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init_adapter: Option<PathBuf>,
+    /// Devices to train on, by ordinal (GPU index for cuda and wgpu; on the CPU backends every
+    /// entry is one more worker over the one CPU). Several: data-parallel, each device taking
+    /// an equal part of every micro-batch, gradients combined before the optimizer step.
+    #[serde(skip_serializing_if = "is_one_device")]
+    pub devices: Vec<usize>,
+}
+
+fn is_one_device(devices: &Vec<usize>) -> bool {
+    devices == &[0]
 }
 
 /// E2E NLG settings beyond the common ones: the LoRA paper's E2E setup, which the Manifold-LoRA
@@ -256,6 +265,7 @@ impl Default for RunConfig {
             length_bucketing: false,
             skip_malformed_rows: false,
             log_every: 20,
+            devices: vec![0],
             lora: LoraConfig {
                 rank: 8,
                 alpha: 16.0,
@@ -388,6 +398,28 @@ impl RunConfig {
                 ),
             ));
         }
+        if self.devices.is_empty() {
+            return Err(Error::config("devices", "name at least one device"));
+        }
+        if let Some(d) = self.devices.iter().find(|&&d| d > u16::MAX as usize) {
+            return Err(Error::config(
+                "devices",
+                format!("device ordinals go up to {}, got {d}", u16::MAX),
+            ));
+        }
+        let parts = self.grad_accumulation * self.devices.len();
+        if !self.batch_size.is_multiple_of(parts) {
+            return Err(Error::config(
+                "devices",
+                format!(
+                    "batch_size ({}) must split evenly over grad_accumulation × devices \
+                     ({} × {} = {parts})",
+                    self.batch_size,
+                    self.grad_accumulation,
+                    self.devices.len()
+                ),
+            ));
+        }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(Error::config(
                 "lr",
@@ -411,9 +443,14 @@ impl RunConfig {
         Ok(self)
     }
 
-    /// Examples per micro-batch.
+    /// Examples per micro-batch on one device.
     pub fn micro_batch_size(&self) -> usize {
-        self.batch_size / self.grad_accumulation
+        self.batch_size / (self.grad_accumulation * self.devices.len().max(1))
+    }
+
+    /// Micro-batch gradients summed into one optimizer step (accumulation × devices).
+    pub fn gradients_per_step(&self) -> usize {
+        self.grad_accumulation * self.devices.len().max(1)
     }
 
     /// The run directory name.

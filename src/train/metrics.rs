@@ -273,6 +273,8 @@ pub struct RunLogger {
     /// first logged epoch is k + 1 in truth. Splits whose first summary came are listed here.
     epoch_offset: usize,
     summarised: std::collections::HashSet<String>,
+    /// Training items per optimizer step: burn-train reports each device's micro-batch apart.
+    items_per_step: usize,
 }
 
 /// The `metrics.jsonl` key of a metric: burn-train's "Learning Rate" is written `lr`.
@@ -319,7 +321,15 @@ impl RunLogger {
             loss_watch: None,
             epoch_offset: 0,
             summarised: Default::default(),
+            items_per_step: 1,
         })
+    }
+
+    /// Declares that each step reports one training item per device: their lines share a step
+    /// number and an iteration (each with its device's micro-batch loss).
+    pub fn devices(mut self, n: usize) -> Self {
+        self.items_per_step = n.max(1);
+        self
     }
 
     /// Declares that the run resumes after `epoch` (see the field's documentation).
@@ -414,10 +424,13 @@ impl MetricLogger for RunLogger {
         let iteration = self.iteration.entry((split.clone(), epoch)).or_insert(0);
         *iteration += 1;
         if split == "train" {
-            self.global_step += 1;
+            let per_step = self.items_per_step;
+            if (*iteration - 1).is_multiple_of(per_step) {
+                self.global_step += 1;
+            }
             line.insert("split".into(), json!(split));
             line.insert("epoch".into(), json!(epoch));
-            line.insert("iteration".into(), json!(*iteration));
+            line.insert("iteration".into(), json!(iteration.div_ceil(per_step)));
             line.insert("step".into(), json!(self.global_step));
             self.check_loss(&line);
             self.write(Value::Object(line));

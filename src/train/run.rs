@@ -16,11 +16,14 @@ use burn::module::Module;
 use burn::optim::lr_scheduler::LrScheduler;
 use burn::optim::Optimizer;
 use burn::record::Recorder;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::{AutodiffBackend, Backend, Device as _, DeviceId};
 use burn::tensor::ElementConversion;
 use burn::train::metric::ItemLazy;
 use burn::train::metric::LearningRateMetric;
-use burn::train::{InferenceStep, Interrupter, Learner, SupervisedTraining, TrainStep};
+use burn::train::{
+    ExecutionStrategy, InferenceStep, Interrupter, Learner, MultiDeviceOptim, SupervisedTraining,
+    TrainStep,
+};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
@@ -67,6 +70,8 @@ pub struct RunOptions {
     pub stop_after_epoch: Option<usize>,
     /// Resume from this epoch instead of the newest (after a damaged newest checkpoint).
     pub resume_from: Option<usize>,
+    /// Make the CPU backend bit-for-bit reproducible ([`crate::backend::deterministic`]).
+    pub deterministic: bool,
 }
 
 /// What a run reports (also written to `results.json` when it completes).
@@ -156,6 +161,9 @@ where
     >,
 {
     let start = Instant::now();
+    if options.deterministic {
+        crate::backend::deterministic()?;
+    }
     let resume = options.resume;
     let config = config.resolve()?;
     let task = Arc::new(task);
@@ -254,7 +262,9 @@ where
     println!("trainable parameters {trainable} of {total}");
 
     let micro = config.micro_batch_size();
-    let iterations_per_epoch = train.len().div_ceil(micro);
+    let devices = training_devices::<B>(&config.devices, device);
+    // Optimizer (and scheduler) steps per epoch; each takes one micro-batch per device.
+    let iterations_per_epoch = train.len().div_ceil(micro * devices.len());
     let total_steps = config.epochs * iterations_per_epoch;
     let scheduler = match config.warmup_steps {
         // Optimizer steps → scheduler steps, which burn-train counts per micro-batch.
@@ -265,7 +275,10 @@ where
         ),
         None => WarmupLinear::new(config.lr, config.warmup_ratio, total_steps),
     };
-    let optimizer = config.optimizer.init::<B, T::Model<B>>()?;
+    let optimizer = config
+        .optimizer
+        .init::<B, T::Model<B>>()?
+        .with_gradient_divisor(config.gradients_per_step());
 
     let first_epoch = resume_epoch.map_or(1, |e| e + 1);
     let order = if config.length_bucketing {
@@ -274,7 +287,8 @@ where
         Order::Shuffled { seed: config.seed }
     };
     let train_loader =
-        EpochLoader::<B, T::Split>::new(train.clone(), micro, order, first_epoch, device.clone());
+        EpochLoader::<B, T::Split>::new(train.clone(), micro, order, first_epoch, device.clone())
+            .sharded(devices.len());
     let (_, first_dev) = &dev[0];
     let valid_loader = EpochLoader::<B::InnerBackend, T::Split>::new(
         first_dev.clone(),
@@ -310,6 +324,7 @@ where
     if let Some(epoch) = resume_epoch {
         logger = logger.resumed_after(epoch);
     }
+    logger = logger.devices(devices.len());
     let non_finite = Arc::new(Mutex::new(None));
     logger = logger.stop_on_non_finite_loss(interrupter.clone(), non_finite.clone());
     let recorder = AtomicRecorder::default();
@@ -332,6 +347,13 @@ where
     }
     if config.grad_accumulation > 1 {
         training = training.grads_accumulation(config.grad_accumulation);
+    }
+    if devices.len() > 1 {
+        // Gradients summed on the first device, then one optimizer step there (divided by the
+        // device count in ManifoldAdamW); validation and checkpoints stay on the first device.
+        training = training.with_training_strategy(
+            ExecutionStrategy::multi(devices.clone(), MultiDeviceOptim::OptimMainDevice).into(),
+        );
     }
     if let Some(epoch) = resume_epoch {
         println!("resuming after epoch {epoch}");
@@ -497,6 +519,19 @@ where
         dev_scores,
         results,
     })
+}
+
+/// The devices of `--devices`: ordinals of `device`'s kind (GPU indices on cuda and wgpu; the one
+/// CPU on ndarray and flex, where each entry is one more worker). The first is the main device.
+fn training_devices<B: Backend>(ordinals: &[usize], device: &B::Device) -> Vec<B::Device> {
+    if ordinals == [0] {
+        return vec![device.clone()];
+    }
+    let kind = device.to_id().type_id;
+    ordinals
+        .iter()
+        .map(|&i| B::Device::from_id(DeviceId::new(kind, i as u16)))
+        .collect()
 }
 
 /// The error for a run that burn-train stopped because a checkpoint could not be written, or
