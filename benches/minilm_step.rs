@@ -1,6 +1,6 @@
 //! One LoRA training step (forward + backward, no optimizer update) of the real
 //! all-MiniLM-L6-v2 with a 2-label classification head: adapters on `query,value` (r = 8),
-//! batch 32 × 128 tokens, on the backend the features select (ndarray by default).
+//! batch 32 × 128 tokens, on the backend the features select (flex by default).
 //!
 //! `cargo bench --bench minilm_step`. Needs `../shared/models/all-MiniLM-L6-v2`; without it the
 //! benchmark prints why and measures nothing.

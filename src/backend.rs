@@ -1,7 +1,7 @@
 //! The backend a binary runs on, chosen by cargo feature, so that every binary is written once.
 //!
-//! Precedence when several features are on (the default `ndarray` stays on when a user adds
-//! `--features cuda`): `cuda` > `wgpu` > `flex` > `ndarray`.
+//! Precedence when several features are on (the default `flex` stays on when a user adds
+//! `--features cuda`): `cuda` > `wgpu` > `ndarray` > `flex`.
 
 #[cfg(not(any(
     feature = "cuda",
@@ -9,7 +9,7 @@
     feature = "flex",
     feature = "ndarray"
 )))]
-compile_error!("enable one backend feature: `ndarray` (default), `flex`, `wgpu` or `cuda`");
+compile_error!("enable one backend feature: `flex` (default), `ndarray`, `wgpu` or `cuda`");
 
 /// The inference backend selected by features.
 #[cfg(feature = "cuda")]
@@ -18,14 +18,24 @@ pub type Inner = burn::backend::Cuda<f32, i32>;
 #[cfg(all(feature = "wgpu-unfused", not(feature = "cuda")))]
 pub type Inner = burn::backend::Wgpu<f32, i32>;
 /// The inference backend selected by features.
-#[cfg(all(feature = "flex", not(any(feature = "cuda", feature = "wgpu-unfused"))))]
-pub type Inner = burn::backend::Flex<f32>;
-/// The inference backend selected by features.
 #[cfg(all(
     feature = "ndarray",
-    not(any(feature = "cuda", feature = "wgpu-unfused", feature = "flex"))
+    not(any(feature = "cuda", feature = "wgpu-unfused"))
 ))]
 pub type Inner = burn::backend::NdArray<f32>;
+/// The inference backend selected by features.
+#[cfg(all(
+    feature = "flex",
+    not(any(feature = "cuda", feature = "wgpu-unfused", feature = "ndarray"))
+))]
+pub type Inner = burn::backend::Flex<f32>;
+
+/// A CPU backend compiled in, for tests that want the host whatever the selected backend.
+#[cfg(feature = "ndarray")]
+pub type Cpu = burn::backend::NdArray<f32>;
+/// A CPU backend compiled in, for tests that want the host whatever the selected backend.
+#[cfg(all(feature = "flex", not(feature = "ndarray")))]
+pub type Cpu = burn::backend::Flex<f32>;
 
 /// The training backend: the selected backend under autodiff.
 pub type Train = burn::backend::Autodiff<Inner>;
@@ -35,10 +45,10 @@ pub const NAME: &str = if cfg!(feature = "cuda") {
     "cuda"
 } else if cfg!(feature = "wgpu-unfused") {
     "wgpu"
-} else if cfg!(feature = "flex") {
-    "flex"
-} else {
+} else if cfg!(feature = "ndarray") {
     "ndarray"
+} else {
+    "flex"
 };
 
 /// The default device of the selected backend (GPU 0 for `cuda`, the default adapter for `wgpu`).

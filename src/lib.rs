@@ -1,6 +1,6 @@
 //! Manifold-LoRA: LoRA fine-tuning where the up-projection B is kept on the Stiefel manifold
 //! (orthonormal columns) or the oblique manifold (unit columns) by a retraction-free landing
-//! update inside AdamW. Built on Burn; the same code runs on the ndarray CPU backend, wgpu and
+//! update inside AdamW. Built on Burn; the same code runs on the CPU (flex or ndarray), wgpu and
 //! CUDA (see [`backend`]).
 
 pub mod alloc;

@@ -214,6 +214,10 @@ fn trains_checkpoints_exports_and_resumes_identically() {
 /// CPU: each takes half of every batch of 16, their gradients are summed and divided by two, so
 /// every step is the step one device takes on the whole batch — same adapters, same head.
 #[test]
+#[cfg_attr(
+    any(feature = "wgpu-unfused", feature = "cuda"),
+    ignore = "on a GPU backend both workers would share one GPU; run with --ignored where two are"
+)]
 fn two_devices_with_half_batches_step_like_one_device() {
     let _serial = serial();
     let root = tempfile::tempdir().unwrap();

@@ -589,10 +589,9 @@ mod tests {
     use super::*;
     use crate::models::fixtures::Fixture;
     use crate::models::gpt2::GPT2Config;
-    use burn::backend::NdArray;
     use std::collections::HashMap;
 
-    type Nd = NdArray<f32>;
+    type Nd = crate::backend::Cpu;
 
     /// transformers' older dictionary form of the ban (`_get_ngrams` + `_get_generated_ngrams`),
     /// the reference for the window form above.
