@@ -263,6 +263,17 @@ where
 
     let micro = config.micro_batch_size();
     let devices = training_devices::<B>(&config.devices, device);
+    if train.len() < devices.len() {
+        // burn-train splits the loader by ⌊examples / devices⌋: every device would get slice 0.
+        return Err(Error::config(
+            "devices",
+            format!(
+                "{} devices for {} training examples: use at most one device per example",
+                devices.len(),
+                train.len()
+            ),
+        ));
+    }
     // Optimizer (and scheduler) steps per epoch; each takes one micro-batch per device.
     let iterations_per_epoch = train.len().div_ceil(micro * devices.len());
     let total_steps = config.epochs * iterations_per_epoch;
