@@ -255,3 +255,69 @@ impl<B: Backend, S: Batches> DataLoader<B, S::Batch<B>> for EpochLoader<B, S> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Inner;
+
+    /// Examples that are their own index; a batch is the list of indices.
+    struct Ids(usize);
+
+    impl Batches for Ids {
+        type Batch<B: Backend> = Vec<usize>;
+        fn len(&self) -> usize {
+            self.0
+        }
+        fn length(&self, i: usize) -> usize {
+            1 + i % 7
+        }
+        fn batch<B: Backend>(&self, indices: &[usize], _: &B::Device) -> Vec<usize> {
+            indices.to_vec()
+        }
+    }
+
+    /// burn-train's split of a loader over n devices (burn-core's `split_dataloader`).
+    fn split(
+        loader: &EpochLoader<Inner, Ids>,
+        n: usize,
+    ) -> Vec<Arc<dyn DataLoader<Inner, Vec<usize>>>> {
+        let len = loader.num_items();
+        let share = len / n;
+        (0..n)
+            .map(|i| {
+                let end = if i == n - 1 { len } else { (i + 1) * share };
+                loader.slice(i * share, end)
+            })
+            .collect()
+    }
+
+    /// Two devices' parts of every step, put together, are the batch one device takes, for
+    /// every order, with an odd last batch, epoch after epoch (each slice counts its epochs).
+    #[test]
+    fn sharded_slices_split_every_one_device_batch() {
+        for order in [
+            Order::Sequential,
+            Order::Shuffled { seed: 5 },
+            Order::Bucketed { seed: 5 },
+        ] {
+            let data = Arc::new(Ids(37));
+            let device = || Default::default();
+            let one = EpochLoader::<Inner, Ids>::new(data.clone(), 8, order, 1, device());
+            let two = EpochLoader::<Inner, Ids>::new(data, 4, order, 1, device()).sharded(2);
+            let parts = split(&two, 2);
+            assert_eq!(parts[0].num_items() + parts[1].num_items(), 37);
+            for epoch in 1..=3 {
+                let whole: Vec<Vec<usize>> = one.iter().collect();
+                assert_eq!(whole, one.epoch_batches(epoch), "{order:?} epoch {epoch}");
+                let (a, b): (Vec<_>, Vec<_>) =
+                    (parts[0].iter().collect(), parts[1].iter().collect());
+                assert_eq!(a.len(), whole.len());
+                for (step, batch) in whole.iter().enumerate() {
+                    let joined: Vec<usize> = a[step].iter().chain(&b[step]).copied().collect();
+                    assert_eq!(&joined, batch, "{order:?} epoch {epoch} step {step}");
+                }
+            }
+        }
+    }
+}
