@@ -37,6 +37,28 @@ fn data_dir(root: &Path) -> PathBuf {
     dir
 }
 
+/// A temporary root with the tiny DeBERTa fixture, the generated data and a runs directory.
+struct Workspace {
+    root: tempfile::TempDir,
+    model: PathBuf,
+    data: PathBuf,
+    out: PathBuf,
+}
+
+/// `None` after the fixture's skip message (or failure, where skips are refused).
+fn workspace() -> Option<Workspace> {
+    let root = tempfile::tempdir().unwrap();
+    let model = common::fixture_model_dir(root.path(), "deberta", "tiny-deberta")?;
+    let data = data_dir(root.path());
+    let out = root.path().join("runs");
+    Some(Workspace {
+        root,
+        model,
+        data,
+        out,
+    })
+}
+
 fn config(model: &Path, data: &Path, out: &Path, name: &str) -> RunConfig {
     let mut config = RunConfig {
         task: "sst2".into(),
@@ -82,13 +104,16 @@ fn lines(run: &RunSummary) -> Vec<serde_json::Value> {
 #[test]
 fn trains_checkpoints_exports_and_resumes_identically() {
     let _serial = serial();
-    let root = tempfile::tempdir().unwrap();
-    let root = Box::leak(Box::new(root));
-    let Some(model) = common::fixture_model_dir(root.path(), "deberta", "tiny-deberta") else {
+    let Some(Workspace {
+        root,
+        model,
+        data,
+        out,
+    }) = workspace()
+    else {
         return;
     };
-    let data = data_dir(root.path());
-    let out = root.path().join("runs");
+    Box::leak(Box::new(root));
     let device = backend::device();
 
     let straight = run::<Train>(
@@ -220,12 +245,15 @@ fn trains_checkpoints_exports_and_resumes_identically() {
 )]
 fn two_devices_with_half_batches_step_like_one_device() {
     let _serial = serial();
-    let root = tempfile::tempdir().unwrap();
-    let Some(model) = common::fixture_model_dir(root.path(), "deberta", "tiny-deberta") else {
+    let Some(Workspace {
+        root: _root,
+        model,
+        data,
+        out,
+    }) = workspace()
+    else {
         return;
     };
-    let data = data_dir(root.path());
-    let out = root.path().join("runs");
     let device = backend::device();
     let run_with = |name: &str, devices: Vec<usize>| {
         let mut config = config(&model, &data, &out, name);
@@ -315,12 +343,15 @@ fn two_devices_with_half_batches_step_like_one_device() {
 #[test]
 fn bad_starts_and_resumes_are_refused_with_clear_errors() {
     let _serial = serial();
-    let root = tempfile::tempdir().unwrap();
-    let Some(model) = common::fixture_model_dir(root.path(), "deberta", "tiny-deberta") else {
+    let Some(Workspace {
+        root,
+        model,
+        data,
+        out,
+    }) = workspace()
+    else {
         return;
     };
-    let data = data_dir(root.path());
-    let out = root.path().join("runs");
     let device = Default::default();
     let err = |cfg: RunConfig, options: RunOptions| {
         run::<Train>(cfg, options, &device).unwrap_err().to_string()

@@ -100,15 +100,10 @@ impl<B: Backend, S: Batches> EpochLoader<B, S> {
         if let Some(shard) = self.shard {
             // Part `shard` of each one-device batch; contiguous parts, as even as they can be.
             let whole = Self {
-                data: self.data.clone(),
-                range: self.range.clone(),
                 batch_size: self.batch_size * self.shards,
-                order: self.order,
-                next_epoch: self.next_epoch.clone(),
-                reseed: self.reseed,
                 shards: 1,
                 shard: None,
-                device: self.device.clone(),
+                ..self.clone()
             };
             return whole
                 .epoch_batches(epoch)
@@ -209,15 +204,8 @@ impl<B: Backend, S: Batches> DataLoader<B, S::Batch<B>> for EpochLoader<B, S> {
 
     fn to_device(&self, device: &B::Device) -> Arc<dyn DataLoader<B, S::Batch<B>>> {
         Arc::new(Self {
-            data: self.data.clone(),
-            range: self.range.clone(),
-            batch_size: self.batch_size,
-            order: self.order,
-            next_epoch: self.next_epoch.clone(),
-            reseed: self.reseed,
-            shards: self.shards,
-            shard: self.shard,
             device: device.clone(),
+            ..self.clone()
         })
     }
 
@@ -229,30 +217,35 @@ impl<B: Backend, S: Batches> DataLoader<B, S::Batch<B>> for EpochLoader<B, S> {
             // burn-train's split: slice i starts at i × ⌊len / n⌋.
             let share = (self.len() / self.shards).max(1);
             return Arc::new(Self {
-                data: self.data.clone(),
-                range: self.range.clone(),
-                batch_size: self.batch_size,
-                order: self.order,
                 next_epoch,
-                reseed: self.reseed,
-                shards: self.shards,
                 shard: Some((start / share).min(self.shards - 1)),
-                device: self.device.clone(),
+                ..self.clone()
             });
         }
         let end = (self.range.start + end).min(self.range.end);
         let start = (self.range.start + start).min(end);
         Arc::new(Self {
-            data: self.data.clone(),
             range: start..end,
+            next_epoch,
+            ..self.clone()
+        })
+    }
+}
+
+// By hand: a derive would require `S: Clone`, and the data is shared through its `Arc` anyway.
+impl<B: Backend, S: Batches> Clone for EpochLoader<B, S> {
+    fn clone(&self) -> Self {
+        Self {
+            data: self.data.clone(),
+            range: self.range.clone(),
             batch_size: self.batch_size,
             order: self.order,
-            next_epoch,
+            next_epoch: self.next_epoch.clone(),
             reseed: self.reseed,
-            shards: 1,
-            shard: None,
+            shards: self.shards,
+            shard: self.shard,
             device: self.device.clone(),
-        })
+        }
     }
 }
 

@@ -140,8 +140,8 @@ pub struct RunConfig {
     /// fresh ones (`--init-adapter`); read when the run starts, not when it resumes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init_adapter: Option<PathBuf>,
-    /// Devices to train on, by ordinal (GPU index for cuda and wgpu; on the CPU backends every
-    /// entry is one more worker over the one CPU). Several: data-parallel, each device taking
+    /// Devices to train on, by ordinal (the CUDA device index; on wgpu every entry is the default
+    /// adapter, on the CPU backends one more worker over the one CPU). Several: data-parallel, each device taking
     /// an equal part of every micro-batch, gradients combined before the optimizer step.
     #[serde(skip_serializing_if = "is_one_device")]
     pub devices: Vec<usize>,
@@ -407,7 +407,7 @@ impl RunConfig {
                 format!("device ordinals go up to {}, got {d}", u16::MAX),
             ));
         }
-        let parts = self.grad_accumulation * self.devices.len();
+        let parts = self.gradients_per_step();
         if !self.batch_size.is_multiple_of(parts) {
             return Err(Error::config(
                 "devices",
@@ -445,7 +445,7 @@ impl RunConfig {
 
     /// Examples per micro-batch on one device.
     pub fn micro_batch_size(&self) -> usize {
-        self.batch_size / (self.grad_accumulation * self.devices.len().max(1))
+        self.batch_size / self.gradients_per_step()
     }
 
     /// Micro-batch gradients summed into one optimizer step (accumulation × devices).

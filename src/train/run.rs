@@ -532,8 +532,9 @@ where
     })
 }
 
-/// The devices of `--devices`: ordinals of `device`'s kind (GPU indices on cuda and wgpu; the one
-/// CPU on ndarray and flex, where each entry is one more worker). The first is the main device.
+/// The devices of `--devices`: ordinals of `device`'s kind (CUDA indices; on wgpu the default
+/// adapter's kind ignores the index, and on ndarray and flex each entry is one more worker over
+/// the one CPU). The first is the main device.
 fn training_devices<B: Backend>(ordinals: &[usize], device: &B::Device) -> Vec<B::Device> {
     if ordinals == [0] {
         return vec![device.clone()];
