@@ -94,6 +94,10 @@ pub struct TrainArgs {
     /// Batch examples of similar length together (less padding, faster).
     #[arg(long)]
     pub length_bucketing: bool,
+    /// Precision of the frozen base weights and their products: f32, bf16 or f16 (adapters,
+    /// head and optimizer state stay f32).
+    #[arg(long)]
+    pub precision: Option<String>,
     /// Any config key, e.g. --set optimizer.penalty_scaling=unscaled (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -142,6 +146,7 @@ impl TrainArgs {
             ("optimizer.upper", self.upper.is_some()),
             ("optimizer.weight_decay", self.weight_decay.is_some()),
             ("length_bucketing", self.length_bucketing),
+            ("precision", self.precision.is_some()),
             ("init_adapter", self.init_adapter.is_some()),
         ]
         .into_iter()
@@ -225,6 +230,9 @@ impl TrainArgs {
         }
         if self.length_bucketing {
             config.length_bucketing = true;
+        }
+        if let Some(precision) = &self.precision {
+            config.precision = precision.parse()?;
         }
         if self.init_adapter.is_some() {
             config.init_adapter = self.init_adapter.clone();

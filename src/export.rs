@@ -20,17 +20,18 @@ use regex::Regex;
 use serde_json::{json, Value};
 
 use crate::data::glue::{GlueSplit, GlueTask, Label, MalformedRows, Split};
-use crate::data::tokenize::{pad_batch, EncoderOptions, TextEncoder};
+use crate::data::tokenize::{in_index_order, pad_batch, Encoded, EncoderOptions, TextEncoder};
 use crate::error::{Error, Result};
 use crate::lora::{merge_adapters, LoraConfig, LoraScaling};
 use crate::models::gpt2::gpt2_load_options;
 use crate::models::source::{ModelFiles, ModelSource};
 use crate::peft::{self, ModuleSelector, PeftConfig};
+use crate::precision::cast_base_projections;
 use crate::tasks::glue::model::GlueModel;
 use crate::tasks::glue::Glue;
 use crate::train::config::RunConfig;
 use crate::train::run::CONFIG_FILE;
-use crate::train::task::{Scores, Task, TaskData, TaskModel};
+use crate::train::task::{EvalBatching, Scores, Task, TaskData, TaskModel};
 
 /// An adapter directory and what it says about itself.
 #[derive(Debug, Clone)]
@@ -99,6 +100,13 @@ pub struct AdapterArgs {
     /// Examples per forward pass (default: the run's eval_batch_size).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Batches in dataset order instead of sorted by length (the outputs agree up to float
+    /// rounding; sorted batches pad less).
+    #[arg(long)]
+    pub dataset_order: bool,
+    /// Precision of the frozen base weights: f32, bf16 or f16 (default: the run's).
+    #[arg(long)]
+    pub precision: Option<String>,
 }
 
 /// `eval`'s flags.
@@ -146,6 +154,8 @@ impl AdapterArgs {
             config.data_dir = run.data_dir.clone();
             config.max_len = run.max_len;
             config.eval_batch_size = run.eval_batch_size;
+            config.eval_by_length = run.eval_by_length;
+            config.precision = run.precision;
             config.skip_malformed_rows = run.skip_malformed_rows;
             config.seed = run.seed;
             if run.squad.is_some() {
@@ -174,6 +184,12 @@ impl AdapterArgs {
         }
         if let Some(n) = self.batch_size {
             config.eval_batch_size = n;
+        }
+        if self.dataset_order {
+            config.eval_by_length = false;
+        }
+        if let Some(precision) = &self.precision {
+            config.precision = precision.parse()?;
         }
         config.train_limit = None;
         config.dev_limit = None;
@@ -246,6 +262,9 @@ fn adapted_with_data<B: Backend, T: Task>(
     let files = model_files(&config.model)?;
     let model = load_adapted::<B, T>(task, &files.dir, adapter, device)?;
     model.check_max_len(config.max_len)?;
+    // In the precision the adapter was trained in, so a run's predictions are reproduced.
+    config.precision.check::<B>(device)?;
+    let (model, _) = cast_base_projections(model, config.precision);
     let mut data_config = config.clone();
     data_config.train_limit = Some(1);
     let data = task.data(&data_config, &files.tokenizer)?;
@@ -264,7 +283,7 @@ pub fn evaluate<B: Backend, T: Task>(
     let (model, data) = adapted_with_data::<B, T>(task, config, adapter, device)?;
     let mut dev = Vec::new();
     for (split, data) in &data.dev {
-        let (scores, _) = task.evaluate(&model, data, config.eval_batch_size, device)?;
+        let (scores, _) = task.evaluate(&model, data, config.eval_batching(), device)?;
         dev.push((split.clone(), scores));
     }
     let dev_json: serde_json::Map<String, Value> = dev
@@ -302,7 +321,7 @@ pub fn predict_into<B: Backend, T: Task>(
     let (model, data) = adapted_with_data::<B, T>(task, config, adapter, device)?;
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     for (split, data) in &data.dev {
-        let (_, predictions) = task.evaluate(&model, data, config.eval_batch_size, device)?;
+        let (_, predictions) = task.evaluate(&model, data, config.eval_batching(), device)?;
         task.write_predictions(out_dir, split, data, &predictions)?;
         println!("{split}: predictions written to {}", out_dir.display());
     }
@@ -379,7 +398,7 @@ pub fn predict_glue<B: Backend>(
     tokenizer: &Path,
     max_len: usize,
     input: &Path,
-    batch_size: usize,
+    batching: EvalBatching,
     device: &B::Device,
 ) -> Result<Vec<GluePrediction>> {
     let split = GlueSplit::read(input, task, Split::Test, MalformedRows::Error)?;
@@ -400,10 +419,12 @@ pub fn predict_glue<B: Backend>(
         },
     )?;
     let encoded = encoder.encode_examples(&split.examples)?;
-    let mut out = Vec::with_capacity(encoded.len());
-    let mut indices = indices.into_iter();
-    for chunk in encoded.chunks(batch_size.max(1)) {
-        let input = pad_batch(chunk, encoder.pad_id()).to_input::<B>(device);
+    let lengths: Vec<usize> = encoded.iter().map(Encoded::len).collect();
+    let batches = batching.of_lengths(&lengths);
+    let mut rows = Vec::with_capacity(encoded.len());
+    for batch in &batches {
+        let chunk: Vec<&Encoded> = batch.iter().map(|&i| &encoded[i]).collect();
+        let input = pad_batch(&chunk, encoder.pad_id()).to_input::<B>(device);
         let logits = model.logits(&input);
         let [n, k] = logits.dims();
         let values = logits
@@ -411,14 +432,15 @@ pub fn predict_glue<B: Backend>(
             .convert::<f32>()
             .to_vec::<f32>()
             .map_err(|e| Error::Other(format!("reading logits: {e:?}")))?;
-        for row in 0..n {
-            out.push(GluePrediction {
-                index: indices.next().unwrap_or_default(),
-                logits: values[row * k..(row + 1) * k].to_vec(),
-            });
-        }
+        rows.extend((0..n).map(|row| values[row * k..(row + 1) * k].to_vec()));
     }
-    Ok(out)
+    let rows = in_index_order(&batches, rows)
+        .ok_or_else(|| Error::Other(format!("{}: not one output per row", input.display())))?;
+    Ok(indices
+        .into_iter()
+        .zip(rows)
+        .map(|(index, logits)| GluePrediction { index, logits })
+        .collect())
 }
 
 /// The label GLUE's server expects for a prediction: the class index for CoLA, SST-2, MRPC, QQP
@@ -508,7 +530,7 @@ pub fn glue_predict<B: Backend>(
         &files.tokenizer,
         config.max_len,
         input,
-        config.eval_batch_size,
+        config.eval_batching(),
         device,
     )?;
     write_glue_submission(task, &predictions, out, logits)?;

@@ -16,6 +16,7 @@ pub mod models;
 pub mod optim;
 pub mod paper;
 pub mod peft;
+pub mod precision;
 pub mod tasks;
 pub mod testing;
 pub mod train;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::manifold::{gram_minus_identity, random_oblique, random_stiefel, Manifold};
 use crate::models::dropout::Dropout;
+use crate::precision::base_forward;
 
 /// How LoRA's output is scaled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -206,8 +207,8 @@ impl<B: Backend> LoraLinear<B> {
     /// base(x) + s·B·A·x.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         match (&self.adapter, self.merged) {
-            (Some(adapter), false) => self.base.forward(x.clone()) + adapter.forward(x),
-            _ => self.base.forward(x),
+            (Some(adapter), false) => base_forward(&self.base, x.clone()) + adapter.forward(x),
+            _ => base_forward(&self.base, x),
         }
     }
 
@@ -228,7 +229,10 @@ impl<B: Backend> LoraLinear<B> {
             return self;
         }
         let delta = self.delta_weight().transpose();
-        self.base.weight = self.base.weight.map(|w| w + delta);
+        self.base.weight = self.base.weight.map(|w| {
+            let dtype = w.dtype();
+            w + delta.cast(dtype)
+        });
         self.merged = true;
         self
     }
@@ -239,7 +243,10 @@ impl<B: Backend> LoraLinear<B> {
             return self;
         }
         let delta = self.delta_weight().transpose();
-        self.base.weight = self.base.weight.map(|w| w - delta);
+        self.base.weight = self.base.weight.map(|w| {
+            let dtype = w.dtype();
+            w - delta.cast(dtype)
+        });
         self.merged = false;
         self
     }

@@ -444,3 +444,111 @@ fn bad_starts_and_resumes_are_refused_with_clear_errors() {
     assert!(result.results["adapter_reload_reproduces_dev_predictions"].is_null());
     assert!(!result.run_dir.join(ADAPTER_DIR).exists());
 }
+
+/// Mixed precision: bf16 base projections train to nearly the f32 run's adapters, a resumed bf16
+/// run repeats the uninterrupted one step for step (a checkpoint, stored in f32, is loaded back
+/// into bf16), and the exported adapter reproduces the predictions in bf16. On ndarray, which has
+/// no half types, the run is refused with the key named.
+#[test]
+fn bf16_base_trains_close_to_f32_and_resumes_in_bf16() {
+    use manifold_lora::precision::Precision;
+    let _serial = serial();
+    let Some(Workspace {
+        root: _root,
+        model,
+        data,
+        out,
+    }) = workspace()
+    else {
+        return;
+    };
+    let device = backend::device();
+    let with = |name: &str, precision: Precision| {
+        let mut config = config(&model, &data, &out, name);
+        config.epochs = 2;
+        config.precision = precision;
+        config
+    };
+    if precision_unsupported(&device) {
+        let err = run::<Train>(
+            with("bf16", Precision::Bf16),
+            RunOptions::default(),
+            &device,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("precision") && err.contains("bf16"), "{err}");
+        return;
+    }
+    let f32_run =
+        run::<Train>(with("f32", Precision::F32), RunOptions::default(), &device).unwrap();
+    let bf16 = run::<Train>(
+        with("bf16", Precision::Bf16),
+        RunOptions::default(),
+        &device,
+    )
+    .unwrap();
+    assert!(bf16.completed);
+    assert_eq!(
+        bf16.results["adapter_reload_reproduces_dev_predictions"],
+        true
+    );
+    let config_toml = std::fs::read_to_string(bf16.run_dir.join("config.toml")).unwrap();
+    assert!(
+        config_toml.contains("precision = \"bf16\""),
+        "{config_toml}"
+    );
+
+    // The training losses follow the f32 run's to bf16's precision, and differ from them.
+    let losses = |r: &RunSummary| -> Vec<f64> {
+        lines(r)
+            .iter()
+            .filter(|l| l["split"] == "train")
+            .map(|l| l["loss"].as_f64().unwrap())
+            .collect()
+    };
+    let (full, half) = (losses(&f32_run), losses(&bf16));
+    assert_eq!(full.len(), half.len());
+    let worst = full
+        .iter()
+        .zip(&half)
+        .map(|(a, b)| (a - b).abs() / a.abs().max(1e-3))
+        .fold(0.0, f64::max);
+    assert!(
+        worst < 0.05,
+        "bf16 losses differ from f32's by {worst} relative"
+    );
+    assert!(full != half, "bf16 computed exactly what f32 did");
+
+    // Stopped after epoch 1 and resumed: exactly the uninterrupted bf16 run.
+    let stopped = run::<Train>(
+        with("bf16-resumed", Precision::Bf16),
+        RunOptions {
+            stop_after_epoch: Some(1),
+            ..RunOptions::default()
+        },
+        &device,
+    )
+    .unwrap();
+    assert!(!stopped.completed);
+    let resumed = run::<Train>(
+        with("bf16-resumed", Precision::Bf16),
+        RunOptions {
+            resume: true,
+            ..RunOptions::default()
+        },
+        &device,
+    )
+    .unwrap();
+    assert_eq!(
+        losses(&resumed),
+        half,
+        "per-step losses of the resumed bf16 run"
+    );
+    assert_eq!(resumed.results["dev"], bf16.results["dev"]);
+}
+
+fn precision_unsupported(device: &burn::tensor::Device<backend::Inner>) -> bool {
+    use burn::tensor::backend::Backend;
+    !backend::Inner::supports_dtype(device, burn::tensor::DType::BF16)
+}

@@ -107,7 +107,7 @@ fn predict(args: &AdapterArgs, input: &Path, out: &Path) -> Result<()> {
     let files = export::model_files(&config.model)?;
     let device = backend::device();
     let model = export::load_adapted::<Inner, E2e>(&task, &files.dir, &adapter.dir, &device)?;
-    let outputs = task.predict_file(&model, &files.tokenizer, input, config.eval_batch_size)?;
+    let outputs = task.predict_file(&model, &files.tokenizer, input, config.eval_batching())?;
     let text = outputs.join("\n") + "\n";
     std::fs::write(out, text).map_err(|e| Error::io(out, e))?;
     println!("{} outputs written to {}", outputs.len(), out.display());

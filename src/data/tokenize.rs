@@ -355,6 +355,36 @@ pub fn length_bucketed_batches(
     Ok(batches)
 }
 
+/// Example indices sorted by length, longest first, cut into batches of `batch_size`: evaluation
+/// pads each batch only to its own longest member, so near-equal lengths waste the least compute.
+/// Stable: equal lengths keep their dataset order, so the batches depend on the lengths alone.
+pub fn length_sorted_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    order
+        .chunks(batch_size.max(1))
+        .map(<[usize]>::to_vec)
+        .collect()
+}
+
+/// Puts `items`, produced in the order of `batches` (flattened), back in index order: item k
+/// belongs to the k-th index of the batches. `None` when the batches are not a permutation of
+/// 0..items.len() or their count differs.
+pub fn in_index_order<T>(batches: &[Vec<usize>], items: Vec<T>) -> Option<Vec<T>> {
+    let mut slots: Vec<Option<T>> = (0..items.len()).map(|_| None).collect();
+    let indices = batches.iter().flatten();
+    if indices.clone().count() != items.len() {
+        return None;
+    }
+    for (&i, item) in indices.zip(items) {
+        let slot = slots.get_mut(i)?;
+        if slot.replace(item).is_some() {
+            return None;
+        }
+    }
+    slots.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,6 +585,35 @@ mod tests {
                 b.iter().map(|&i| m - lengths[i]).sum::<usize>()
             })
             .sum()
+    }
+
+    #[test]
+    fn sorted_batches_go_longest_first_and_restore_to_index_order() {
+        let lengths = [3, 9, 1, 9, 4, 7, 2];
+        let batches = length_sorted_batches(&lengths, 3);
+        // Longest first; the two 9s keep their dataset order.
+        assert_eq!(batches, vec![vec![1, 3, 5], vec![4, 0, 6], vec![2]]);
+        // Each example's output comes back to its own index.
+        let outputs: Vec<usize> = batches.iter().flatten().map(|&i| 10 * i).collect();
+        let restored = in_index_order(&batches, outputs).unwrap();
+        assert_eq!(restored, (0..7).map(|i| 10 * i).collect::<Vec<_>>());
+        // Not a permutation: an index twice, one out of range, a count mismatch.
+        assert!(in_index_order(&[vec![0, 0]], vec![1, 2]).is_none());
+        assert!(in_index_order(&[vec![0, 2]], vec![1, 2]).is_none());
+        assert!(in_index_order(&[vec![0, 1]], vec![1, 2, 3]).is_none());
+        // The sorted batches pad less than dataset order.
+        let padded = |batches: &[Vec<usize>]| -> usize {
+            batches
+                .iter()
+                .map(|b| b.len() * b.iter().map(|&i| lengths[i]).max().unwrap_or(0))
+                .sum()
+        };
+        let sequential: Vec<Vec<usize>> = (0..7)
+            .collect::<Vec<_>>()
+            .chunks(3)
+            .map(<[usize]>::to_vec)
+            .collect();
+        assert!(padded(&batches) < padded(&sequential));
     }
 
     #[test]

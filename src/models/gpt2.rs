@@ -31,6 +31,7 @@ use crate::models::loader::{
     LoadReport, WeightRules,
 };
 use crate::models::{check_rank, mask_value, resolve_targets, Activation, InjectLora};
+use crate::precision::base_forward;
 
 /// LoRA target names of GPT-2. `c_proj` is a leaf name shared by the attention output and the
 /// MLP output, so (as in PEFT) it selects both.
@@ -184,7 +185,7 @@ pub struct FusedQkvLinear<B: Backend> {
 impl<B: Backend> FusedQkvLinear<B> {
     /// base(x) + whole-layer adapter + [Δq | Δk | Δv], the missing parts being zero.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let mut out = self.base.forward(x.clone());
+        let mut out = base_forward(&self.base, x.clone());
         if let Some(adapter) = &self.adapter {
             out = out + adapter.forward(x.clone());
         }

@@ -20,14 +20,16 @@ use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::tensor::backend::Backend;
 
 use crate::data::rng::SplitMix64;
-use crate::data::tokenize::length_bucketed_batches;
+use crate::data::tokenize::{length_bucketed_batches, length_sorted_batches};
 use crate::train::task::Batches;
 
 /// How an [`EpochLoader`] orders examples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
-    /// Dataset order, every epoch (evaluation).
+    /// Dataset order, every epoch.
     Sequential,
+    /// Longest first, every epoch (evaluation: batches pad little; no randomness).
+    ByLength,
     /// A fresh permutation per epoch from (seed, epoch).
     Shuffled { seed: u64 },
     /// Shuffled pools sorted by length, so batches pad little.
@@ -65,7 +67,7 @@ impl<B: Backend, S: Batches> EpochLoader<B, S> {
             range: 0..data.len(),
             data,
             batch_size: batch_size.max(1),
-            reseed: !matches!(order, Order::Sequential),
+            reseed: !matches!(order, Order::Sequential | Order::ByLength),
             order,
             next_epoch: Arc::new(AtomicUsize::new(first_epoch)),
             shards: 1,
@@ -132,6 +134,10 @@ impl<B: Backend, S: Batches> EpochLoader<B, S> {
                 .chunks(self.batch_size)
                 .map(<[usize]>::to_vec)
                 .collect(),
+            Order::ByLength => {
+                let lengths: Vec<usize> = self.range.clone().map(|i| self.data.length(i)).collect();
+                length_sorted_batches(&lengths, self.batch_size)
+            }
             Order::Shuffled { seed } => {
                 let mut order: Vec<usize> = (0..n).collect();
                 SplitMix64(mix(seed)).shuffle(&mut order);
@@ -150,7 +156,7 @@ impl<B: Backend, S: Batches> EpochLoader<B, S> {
 
     fn seed_for(&self, epoch: usize) -> Option<u64> {
         match self.order {
-            Order::Sequential => None,
+            Order::Sequential | Order::ByLength => None,
             Order::Shuffled { seed } | Order::Bucketed { seed } => {
                 Some(seed.wrapping_add(1_000_003u64.wrapping_mul(epoch as u64)))
             }
@@ -291,6 +297,7 @@ mod tests {
     fn sharded_slices_split_every_one_device_batch() {
         for order in [
             Order::Sequential,
+            Order::ByLength,
             Order::Shuffled { seed: 5 },
             Order::Bucketed { seed: 5 },
         ] {

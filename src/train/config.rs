@@ -13,6 +13,7 @@ use crate::lora::LoraConfig;
 use crate::manifold::Manifold;
 use crate::optim::{ManifoldAdamWConfig, StepSchedule};
 use crate::paper::PaperRow;
+use crate::precision::Precision;
 use crate::tasks::TaskKind;
 
 /// The three methods the paper compares.
@@ -120,6 +121,13 @@ pub struct RunConfig {
     pub dev_limit: Option<usize>,
     /// Group training examples of similar length into batches (less padding).
     pub length_bucketing: bool,
+    /// Evaluate in batches of examples sorted by length (less padding; outputs agree with
+    /// dataset-order batches up to float rounding).
+    pub eval_by_length: bool,
+    /// Precision of the frozen base projections: f32, or bf16 / f16 with adapters, head and
+    /// optimizer state still f32 ([`crate::precision`]).
+    #[serde(skip_serializing_if = "is_f32")]
+    pub precision: Precision,
     /// Skip (and count) malformed data rows instead of failing.
     pub skip_malformed_rows: bool,
     /// Print a progress line every N iterations when not on a terminal.
@@ -145,6 +153,10 @@ pub struct RunConfig {
     /// an equal part of every micro-batch, gradients combined before the optimizer step.
     #[serde(skip_serializing_if = "is_one_device")]
     pub devices: Vec<usize>,
+}
+
+fn is_f32(precision: &Precision) -> bool {
+    *precision == Precision::F32
 }
 
 fn is_one_device(devices: &Vec<usize>) -> bool {
@@ -263,6 +275,8 @@ impl Default for RunConfig {
             train_limit: None,
             dev_limit: None,
             length_bucketing: false,
+            eval_by_length: true,
+            precision: Precision::F32,
             skip_malformed_rows: false,
             log_every: 20,
             devices: vec![0],
@@ -370,6 +384,15 @@ impl RunConfig {
         self.task_kind()?;
         self.lora.validate()?;
         self.optimizer.validate()?;
+        if !self.method.uses_adapters() && self.precision != Precision::F32 {
+            return Err(Error::config(
+                "precision",
+                format!(
+                    "{} applies to frozen base weights; full fine-tuning trains them in f32",
+                    self.precision
+                ),
+            ));
+        }
         if self.method.uses_adapters() && self.lora.target_modules.is_empty() {
             return Err(Error::config(
                 "lora.target_modules",
@@ -446,6 +469,14 @@ impl RunConfig {
     /// Examples per micro-batch on one device.
     pub fn micro_batch_size(&self) -> usize {
         self.batch_size / self.gradients_per_step()
+    }
+
+    /// How evaluation batches the dev splits.
+    pub fn eval_batching(&self) -> crate::train::task::EvalBatching {
+        crate::train::task::EvalBatching {
+            batch_size: self.eval_batch_size,
+            by_length: self.eval_by_length,
+        }
     }
 
     /// Micro-batch gradients summed into one optimizer step (accumulation × devices).
@@ -761,5 +792,31 @@ mod tests {
             ..RunConfig::default()
         };
         assert!(bad_task.resolve().unwrap_err().to_string().contains("task"));
+    }
+
+    #[test]
+    fn precision_is_read_written_only_when_half_and_refused_for_full_fine_tuning() {
+        let config = RunConfig::default()
+            .with_overrides(&["precision=\"bf16\"".into(), "eval_by_length=false".into()])
+            .unwrap();
+        assert_eq!(config.precision, Precision::Bf16);
+        assert!(!config.eval_by_length);
+        assert!(config.to_toml().unwrap().contains("precision = \"bf16\""));
+        assert!(!RunConfig::default()
+            .to_toml()
+            .unwrap()
+            .contains("precision"));
+        let err = RunConfig::default()
+            .with_overrides(&["precision=\"f8\"".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("precision"), "{err}");
+        let full = RunConfig {
+            method: Method::Full,
+            precision: Precision::F16,
+            ..RunConfig::default()
+        };
+        let err = full.resolve().unwrap_err().to_string();
+        assert!(err.contains("precision") && err.contains("full"), "{err}");
     }
 }

@@ -32,6 +32,7 @@ use crate::manifold::{distance, Manifold};
 use crate::models::source::ModelSource;
 use crate::models::InjectLora;
 use crate::paper::PaperRow;
+use crate::precision::cast_base_projections;
 use crate::train::batch::{EpochLoader, Order};
 use crate::train::checkpoint::{
     self, best_epoch, saved_epochs, AtomicRecorder, KeepLastAndBest, CHECKPOINT_DIR,
@@ -260,6 +261,14 @@ where
     };
     let (trainable, total) = count_params(&model);
     println!("trainable parameters {trainable} of {total}");
+    config.precision.check::<B>(device)?;
+    let (model, cast) = cast_base_projections(model, config.precision);
+    if cast > 0 {
+        println!(
+            "precision {}: {cast} frozen base tensors in {}",
+            config.precision, config.precision
+        );
+    }
 
     let micro = config.micro_batch_size();
     let devices = training_devices::<B>(&config.devices, device);
@@ -304,7 +313,11 @@ where
     let valid_loader = EpochLoader::<B::InnerBackend, T::Split>::new(
         first_dev.clone(),
         config.eval_batch_size,
-        Order::Sequential,
+        if config.eval_by_length {
+            Order::ByLength
+        } else {
+            Order::Sequential
+        },
         first_epoch,
         device.clone(),
     );
@@ -413,14 +426,15 @@ where
     let best_path = checkpoint::part_path(&run_dir, "model", best);
     let record = Recorder::<B::InnerBackend>::load(&recorder, best_path.clone(), device)
         .map_err(|e| Error::Other(format!("{}: {e}", best_path.display())))?;
-    let best_model = trained.load_record(record);
+    // Records hold f32: the best model computes in the run's precision again.
+    let (best_model, _) = cast_base_projections(trained.load_record(record), config.precision);
 
     let mut dev_scores = Vec::new();
     let mut best_predictions = None;
     for (split, data) in &dev {
         finish.step(&format!("evaluating the best model on {split}"));
         let (scores, predictions) =
-            task.evaluate(&best_model, data, config.eval_batch_size, device)?;
+            task.evaluate(&best_model, data, config.eval_batching(), device)?;
         task.write_predictions(&run_dir, split, data, &predictions)?;
         dev_scores.push((split.clone(), scores));
         best_predictions.get_or_insert(predictions);
@@ -451,8 +465,9 @@ where
             .model::<B::InnerBackend>(&files.dir, device)?
             .0
             .load_peft(&adapter_dir)?;
+        let (reloaded, _) = cast_base_projections(reloaded, config.precision);
         let (_, reloaded_predictions) =
-            task.evaluate(&reloaded, &dev[0].1, config.eval_batch_size, device)?;
+            task.evaluate(&reloaded, &dev[0].1, config.eval_batching(), device)?;
         Some(Some(reloaded_predictions) == best_predictions)
     } else {
         None

@@ -10,6 +10,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use serde_json::Value;
 
+use crate::data::tokenize::length_sorted_batches;
 use crate::error::Result;
 use crate::lora::LoraConfig;
 use crate::models::loader::LoadReport;
@@ -34,6 +35,37 @@ pub trait Batches: Send + Sync + 'static {
 
     /// The batch of examples `indices`, padded to its longest member, on `device`.
     fn batch<B: Backend>(&self, indices: &[usize], device: &B::Device) -> Self::Batch<B>;
+}
+
+/// How evaluation cuts a split into batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvalBatching {
+    /// Examples per forward pass.
+    pub batch_size: usize,
+    /// Sort the examples by length first, so each batch pads to a length close to all of its
+    /// members' (every output is the same up to float rounding; tasks return them in index
+    /// order either way).
+    pub by_length: bool,
+}
+
+impl EvalBatching {
+    /// The batches of the examples with these token lengths, as index lists.
+    pub fn of_lengths(&self, lengths: &[usize]) -> Vec<Vec<usize>> {
+        if self.by_length {
+            return length_sorted_batches(lengths, self.batch_size);
+        }
+        (0..lengths.len())
+            .collect::<Vec<_>>()
+            .chunks(self.batch_size.max(1))
+            .map(<[usize]>::to_vec)
+            .collect()
+    }
+
+    /// The batches of a split.
+    pub fn of<S: Batches>(&self, split: &S) -> Vec<Vec<usize>> {
+        let lengths: Vec<usize> = (0..split.len()).map(|i| split.length(i)).collect();
+        self.of_lengths(&lengths)
+    }
 }
 
 /// What a training or evaluation step reports, on the host. `payload` is the task's own part
@@ -159,12 +191,13 @@ pub trait Task: Send + Sync + Sized + 'static {
     /// cannot be computed yet).
     fn live_metric(&self, metric: &str, seen: &[Self::Payload]) -> f64;
 
-    /// Scores and predictions of `model` on a dev split.
+    /// Scores and predictions of `model` on a dev split, the predictions in the split's order
+    /// whatever the batching.
     fn evaluate<B: Backend>(
         &self,
         model: &Self::Model<B>,
         split: &Self::Split,
-        batch_size: usize,
+        batching: EvalBatching,
         device: &B::Device,
     ) -> Result<(Scores, Self::Predictions)>;
 

@@ -12,6 +12,7 @@ use burn::train::metric::ItemLazy;
 use serde_json::json;
 use tokenizers::Tokenizer;
 
+use crate::data::tokenize::in_index_order;
 use crate::error::{Error, Result};
 use crate::models::generation::{generate_beam, BeamSearchConfig};
 use crate::models::gpt2::GPT2LMHeadModel;
@@ -24,7 +25,7 @@ use crate::tasks::e2e::metrics::score;
 use crate::tasks::e2e::model::{forward_batch, LmBatch, LmPayload};
 use crate::train::config::{E2eOptions, RunConfig};
 use crate::train::run::{RunOptions, RunSummary};
-use crate::train::task::{Batches, Scores, Task, TaskData};
+use crate::train::task::{Batches, EvalBatching, Scores, Task, TaskData};
 
 /// Tokenised sequences, and for the test split the meaning representations to generate from.
 #[derive(Debug, Clone)]
@@ -139,7 +140,7 @@ impl E2e {
         model: &GPT2LMHeadModel<B>,
         tokenizer_path: &Path,
         input: &Path,
-        batch_size: usize,
+        batching: EvalBatching,
     ) -> Result<Vec<String>> {
         let tokenizer = Tokenizer::from_file(tokenizer_path).map_err(|e| Error::Model {
             path: tokenizer_path.to_path_buf(),
@@ -155,7 +156,7 @@ impl E2e {
             .map(|i| encode_prompt(&tokenizer, &MeaningRepresentation::parse(&i.mr)?))
             .collect::<Result<Vec<_>>>()?;
         let _ = self.tokenizer.set(tokenizer);
-        self.generate(model, &prompts, eos, batch_size)
+        self.generate(model, &prompts, eos, batching)
     }
 
     /// Beam-search outputs for `prompts`, decoded, in order.
@@ -164,7 +165,7 @@ impl E2e {
         model: &GPT2LMHeadModel<B>,
         prompts: &[Vec<u32>],
         eos: u32,
-        batch_size: usize,
+        batching: EvalBatching,
     ) -> Result<Vec<String>> {
         let tokenizer = self
             .tokenizer
@@ -175,10 +176,16 @@ impl E2e {
             ..self.beam_config()
         };
         // Each prompt takes `num_beams` rows of the batch.
-        let per_call = (batch_size / config.num_beams).max(1);
+        let per_call = EvalBatching {
+            batch_size: (batching.batch_size / config.num_beams).max(1),
+            ..batching
+        };
+        let lengths: Vec<usize> = prompts.iter().map(Vec::len).collect();
+        let batches = per_call.of_lengths(&lengths);
         let mut outputs = Vec::with_capacity(prompts.len());
-        for chunk in prompts.chunks(per_call) {
-            for tokens in generate_beam(model, chunk, &config)? {
+        for batch in &batches {
+            let chunk: Vec<Vec<u32>> = batch.iter().map(|&i| prompts[i].clone()).collect();
+            for tokens in generate_beam(model, &chunk, &config)? {
                 let tokens: Vec<u32> = tokens.into_iter().filter(|&t| t != eos).collect();
                 let text = tokenizer
                     .decode(&tokens, true)
@@ -186,7 +193,8 @@ impl E2e {
                 outputs.push(text.trim().to_string());
             }
         }
-        Ok(outputs)
+        in_index_order(&batches, outputs)
+            .ok_or_else(|| Error::Other("beam search: not one output per prompt".into()))
     }
 }
 
@@ -356,12 +364,11 @@ impl Task for E2e {
         &self,
         model: &GPT2LMHeadModel<B>,
         split: &LmSplit,
-        batch_size: usize,
+        batching: EvalBatching,
         device: &B::Device,
     ) -> Result<(Scores, E2ePredictions)> {
-        let indices: Vec<usize> = (0..split.len()).collect();
         let (mut loss_sum, mut tokens) = (0.0, LmPayload::default());
-        for idx in indices.chunks(batch_size.max(1)) {
+        for idx in &batching.of(split) {
             let out = forward_batch(model, split.batch::<B>(idx, device)).sync();
             loss_sum += out.loss * out.payload.total as f64;
             tokens.correct += out.payload.correct;
@@ -378,7 +385,7 @@ impl Task for E2e {
         let outputs = if split.prompts.is_empty() {
             Vec::new()
         } else {
-            let outputs = self.generate(model, &split.prompts, split.pad_id, batch_size)?;
+            let outputs = self.generate(model, &split.prompts, split.pad_id, batching)?;
             let refs: Vec<Vec<String>> = split
                 .instances
                 .iter()

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::data::glue::{GlueSplit, GlueTask, Label, MalformedRows, Split};
 use crate::data::rng::SplitMix64;
-use crate::data::tokenize::{EncoderOptions, TextEncoder};
+use crate::data::tokenize::{in_index_order, EncoderOptions, TextEncoder};
 use crate::error::{Error, Result};
 use crate::metrics::compute;
 use crate::models::loader::LoadReport;
@@ -19,7 +19,7 @@ use crate::tasks::glue::batch::TokenizedSplit;
 use crate::tasks::glue::model::{evaluate, GlueModel};
 use crate::train::config::RunConfig;
 use crate::train::run::{RunOptions, RunSummary};
-use crate::train::task::{Scores, Task, TaskData};
+use crate::train::task::{EvalBatching, Scores, Task, TaskData};
 
 /// One GLUE task.
 #[derive(Debug, Clone, Copy)]
@@ -53,21 +53,19 @@ pub fn run<B: AutodiffBackend>(
     crate::train::run::run::<B, Glue>(task, config, options, device)
 }
 
-/// Predictions and gold labels of `model` on a split, in order.
+/// Predictions and gold labels of `model` on a split, in the split's order.
 pub fn predict<B: Backend>(
     model: &GlueModel<B>,
     data: &TokenizedSplit,
-    batch_size: usize,
+    batching: EvalBatching,
     device: &B::Device,
 ) -> (Vec<Label>, Vec<Label>) {
-    let indices: Vec<usize> = (0..data.len()).collect();
-    let (predictions, targets, _) = evaluate(
-        model,
-        indices
-            .chunks(batch_size.max(1))
-            .map(|idx| data.batch(idx, device)),
-    );
-    (predictions, targets)
+    let batches = batching.of(data);
+    let (predictions, targets, _) =
+        evaluate(model, batches.iter().map(|idx| data.batch(idx, device)));
+    // Every batch yields one prediction and one target per example.
+    let restore = |items| in_index_order(&batches, items).expect("one output per example");
+    (restore(predictions), restore(targets))
 }
 
 fn no_examples(what: &str, path: &Path, limit_key: &str, limit: Option<usize>) -> Error {
@@ -204,10 +202,10 @@ impl Task for Glue {
         &self,
         model: &GlueModel<B>,
         split: &TokenizedSplit,
-        batch_size: usize,
+        batching: EvalBatching,
         device: &B::Device,
     ) -> Result<(Scores, Vec<Label>)> {
-        let (predictions, targets) = predict(model, split, batch_size, device);
+        let (predictions, targets) = predict(model, split, batching, device);
         let scores = compute(self.task, &predictions, &targets)?;
         let scores = Scores {
             task: self.task.name().to_string(),

@@ -548,4 +548,62 @@ mod tests {
         let err = fresh.load_peft(dir.path()).unwrap_err().to_string();
         assert!(err.contains("classifier"), "{err}");
     }
+
+    /// Length-sorted evaluation batches pad less but predict what dataset-order batches do,
+    /// and hand the predictions back in dataset order.
+    #[test]
+    fn length_sorted_evaluation_predicts_in_dataset_order() {
+        use crate::data::tokenize::Encoded;
+        use crate::tasks::glue::batch::TokenizedSplit;
+        use crate::train::task::EvalBatching;
+        let Some(base) = Fixture::load("deberta") else {
+            return;
+        };
+        let device = Default::default();
+        // A regression head: continuous outputs, so a mix-up of examples cannot go unseen.
+        let (model, _) = GlueModel::<Inner>::from_pretrained(&base.dir, 1, &device).unwrap();
+        let lengths = [3, 11, 5, 2, 9, 7, 12, 4, 6, 10, 8];
+        let split = TokenizedSplit {
+            encoded: lengths
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| Encoded {
+                    ids: (0..n).map(|k| 5 + ((7 * i + 3 * k) % 40) as u32).collect(),
+                    type_ids: vec![0; n],
+                })
+                .collect(),
+            labels: (0..lengths.len()).map(|i| Label::Score(i as f32)).collect(),
+            pad_id: 0,
+        };
+        let predict = |by_length| {
+            let batching = EvalBatching {
+                batch_size: 4,
+                by_length,
+            };
+            crate::tasks::glue::predict(&model, &split, batching, &device)
+        };
+        let (sorted, sorted_targets) = predict(true);
+        let (plain, plain_targets) = predict(false);
+        assert_eq!(sorted_targets, plain_targets);
+        let score = |l: &Label| match l {
+            Label::Score(s) => *s,
+            Label::Class(_) => panic!("regression expected"),
+        };
+        let targets: Vec<f32> = plain_targets.iter().map(score).collect();
+        assert_eq!(targets, (0..11).map(|i| i as f32).collect::<Vec<_>>());
+        let (a, b): (Vec<f32>, Vec<f32>) = (
+            sorted.iter().map(score).collect(),
+            plain.iter().map(score).collect(),
+        );
+        let spread = b.iter().fold(0.0f32, |m, x| m.max((x - b[0]).abs()));
+        assert!(spread > 1e-3, "outputs too alike to tell examples apart");
+        let diff = a
+            .iter()
+            .zip(&b)
+            .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(
+            diff <= 1e-5,
+            "sorted and dataset-order outputs differ by {diff}"
+        );
+    }
 }

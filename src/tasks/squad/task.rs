@@ -25,7 +25,7 @@ use crate::tasks::squad::postprocess::{
 use crate::tasks::TaskKind;
 use crate::train::config::{RunConfig, SquadOptions};
 use crate::train::run::{RunOptions, RunSummary};
-use crate::train::task::{Batches, Scores, Task, TaskData};
+use crate::train::task::{Batches, EvalBatching, Scores, Task, TaskData};
 
 /// Questions and their windows, tokenised once.
 #[derive(Debug, Clone)]
@@ -121,9 +121,13 @@ impl Squad {
                     .features
                     .get(f)
                     .ok_or_else(|| Error::Other(format!("window {f} is not in the dev split")))?;
-                logits.push(feature.logits(&p.start_logits[k], &p.end_logits[k]));
+                logits.push((f, feature.logits(&p.start_logits[k], &p.end_logits[k])));
             }
         }
+        // Windows in split order, however evaluation batched them: post-processing keeps the
+        // first of equal-scoring spans, as run_qa's does in feature order.
+        logits.sort_by_key(|(f, _)| *f);
+        let logits: Vec<_> = logits.into_iter().map(|(_, l)| l).collect();
         postprocess_qa_predictions(&split.examples, &logits, &self.postprocess_config())
     }
 
@@ -423,13 +427,13 @@ impl Task for Squad {
         &self,
         model: &QaModel<B>,
         split: &QaSplit,
-        batch_size: usize,
+        batching: EvalBatching,
         device: &B::Device,
     ) -> Result<(Scores, QaPredictions)> {
         use burn::train::metric::ItemLazy;
-        let indices: Vec<usize> = (0..split.len()).collect();
-        let payloads: Vec<QaPayload> = indices
-            .chunks(batch_size.max(1))
+        let payloads: Vec<QaPayload> = batching
+            .of(split)
+            .iter()
             .map(|idx| {
                 model
                     .forward_batch(split.batch::<B>(idx, device))
