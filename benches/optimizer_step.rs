@@ -16,6 +16,10 @@ use manifold_lora::lora::{LoraAdapter, LoraConfig, LoraModule};
 use manifold_lora::manifold::Manifold;
 use manifold_lora::optim::ManifoldAdamWConfig;
 
+// The binaries' allocator and setting, so the benchmark measures what a run does.
+#[global_allocator]
+static ALLOCATOR: manifold_lora::alloc::Allocator = manifold_lora::alloc::Allocator;
+
 type Adapters = Vec<LoraAdapter<Train>>;
 
 fn adapters(d: usize, rank: usize) -> Adapters {
@@ -117,6 +121,7 @@ fn bench_size<O: Optimizer<Adapters, Train>>(
 }
 
 fn optimizer_step(c: &mut Criterion) {
+    manifold_lora::alloc::keep_freed_memory();
     Inner::seed(&backend::device(), 0);
     for (d, rank) in [(768, 8), (4096, 16)] {
         let adamw = bench_size(c, "adamw", d, rank, || {

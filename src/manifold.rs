@@ -92,6 +92,23 @@ pub fn project_tangent<B: Backend>(
     }
 }
 
+/// The Stiefel projected gradient plus `weight`·∇R(B), from the Gram matrix BᵀB the caller
+/// already has, in one product with B:
+/// G − B·sym(BᵀG) + 4w·B(BᵀB − I) = G − B·(sym(BᵀG) − 4w·(BᵀB − I)).
+/// Two thin products (BᵀG, then B times an r×r factor) instead of four.
+pub fn stiefel_gradient_with_penalty<B: Backend>(
+    b: Tensor<B, 2>,
+    g: Tensor<B, 2>,
+    gram: Tensor<B, 2>,
+    weight: f64,
+) -> Tensor<B, 2> {
+    let r = gram.dims()[0];
+    let c = 4.0 * weight;
+    let btg = b.clone().transpose().matmul(g.clone());
+    let factor = sym(btg) - gram.mul_scalar(c) + Tensor::eye(r, &b.device()).mul_scalar(c);
+    g - b.matmul(factor)
+}
+
 /// The penalty R(B): Stiefel ‖BᵀB − I‖²_F, oblique ‖diag(BᵀB) − 1‖², Euclidean 0. Shape [1].
 pub fn penalty<B: Backend>(manifold: Manifold, b: Tensor<B, 2>) -> Tensor<B, 1> {
     match manifold {
@@ -456,6 +473,28 @@ mod tests {
                 "non-trivial gradient"
             );
         }
+    }
+
+    /// The fused form is the projection plus w·∇R term by term (B off the manifold, so the
+    /// penalty matters), and its penalty part is zero on the manifold.
+    #[test]
+    fn fused_stiefel_gradient_is_projection_plus_penalty_gradient() {
+        let b = random(20, 5, 21).mul_scalar(0.4);
+        let g = random(20, 5, 22);
+        let gram = b.clone().transpose().matmul(b.clone());
+        for weight in [0.0, 0.3, 2.0] {
+            let fused = stiefel_gradient_with_penalty(b.clone(), g.clone(), gram.clone(), weight);
+            let separate = project_tangent(Manifold::Stiefel, b.clone(), g.clone())
+                + penalty_grad(Manifold::Stiefel, b.clone()).mul_scalar(weight);
+            let diff = (fused - separate.clone()).abs().max().into_scalar();
+            let size = separate.abs().max().into_scalar();
+            assert!(diff <= 1e-5 * size.max(1.0), "w {weight}: {diff} of {size}");
+        }
+        let on = random_stiefel::<Inner>(20, 5, &Default::default());
+        let gram = on.clone().transpose().matmul(on.clone());
+        let with = stiefel_gradient_with_penalty(on.clone(), g.clone(), gram.clone(), 5.0);
+        let without = stiefel_gradient_with_penalty(on, g, gram, 0.0);
+        assert!((with - without).abs().max().into_scalar() < 1e-4);
     }
 
     /// R(B) on the host in f64, written independently of the tensor code.

@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::lora::{param_values, set_params, AdapterRef, LoraModule};
 use crate::manifold::{
     gram_apply, initial_power_vector, penalty_descent, penalty_grad, power_iteration,
-    power_vector_len, project_tangent, Manifold,
+    power_vector_len, project_tangent, stiefel_gradient_with_penalty, Manifold,
 };
 
 /// How the step size of A and B is chosen.
@@ -324,6 +324,19 @@ struct AdapterStep<Bk: Backend> {
     grad_b: Option<Tensor<Bk, 2>>,
     state_a: MatrixState<Bk>,
     state_b: MatrixState<Bk>,
+    /// BᵀB of the current B, once computed: the spectral norm and the in-gradient penalty
+    /// share it.
+    gram_b: Option<Tensor<Bk, 2>>,
+}
+
+impl<Bk: Backend> AdapterStep<Bk> {
+    /// BᵀB ([r, r]), computed once per step.
+    fn gram_b(&mut self) -> Tensor<Bk, 2> {
+        let b = &self.b;
+        self.gram_b
+            .get_or_insert_with(|| b.clone().transpose().matmul(b.clone()))
+            .clone()
+    }
 }
 
 impl<M, B> ManifoldAdamW<M, B>
@@ -422,8 +435,16 @@ where
                         power_iteration(m.clone(), state.power.clone(), c.power_iterations - 1);
                     state.power = u;
                 }
-                products.push(gram_apply(m.clone(), state.power.clone()));
             }
+            products.push(gram_apply(w.a.clone(), w.state_a.power.clone()));
+            let [rows, cols] = w.b.dims();
+            // B is d_out × r with d_out ≥ r (St(d_out, r)): its power vector lives on the r side,
+            // where the Gram matrix is BᵀB — r × r, and shared with the penalty.
+            products.push(if rows >= cols {
+                w.gram_b().matmul(w.state_b.power.clone())
+            } else {
+                gram_apply(w.b.clone(), w.state_b.power.clone())
+            });
         }
         let lens: Vec<usize> = products.iter().map(|p| p.dims()[0]).collect();
         let host = Tensor::cat(products.clone(), 0)
@@ -464,16 +485,23 @@ where
         &self,
         b: Tensor<B::InnerBackend, 2>,
         grad: Tensor<B::InnerBackend, 2>,
+        gram: Option<Tensor<B::InnerBackend, 2>>,
         state: MatrixState<B::InnerBackend>,
         eta_b: f64,
     ) -> (Tensor<B::InnerBackend, 2>, MatrixState<B::InnerBackend>) {
         let c = &self.config;
         let weight = c.mu * c.penalty_convention.weight();
         let penalised = c.manifold != Manifold::Euclidean && c.mu > 0.0;
-        let mut grad = project_tangent(c.manifold, b.clone(), grad);
-        if penalised && c.penalty_placement == PenaltyPlacement::InGradient {
-            grad = grad + penalty_grad(c.manifold, b.clone()).mul_scalar(weight);
-        }
+        let in_gradient = penalised && c.penalty_placement == PenaltyPlacement::InGradient;
+        let grad = if in_gradient && c.manifold == Manifold::Stiefel {
+            let gram = gram.unwrap_or_else(|| b.clone().transpose().matmul(b.clone()));
+            stiefel_gradient_with_penalty(b.clone(), grad, gram, weight)
+        } else if in_gradient {
+            project_tangent(c.manifold, b.clone(), grad)
+                + penalty_grad(c.manifold, b.clone()).mul_scalar(weight)
+        } else {
+            project_tangent(c.manifold, b.clone(), grad)
+        };
         let (stepped, state) = self.adam_update(b, grad, state, eta_b, c.weight_decay_on_b);
         if !penalised || c.penalty_placement == PenaltyPlacement::InGradient {
             return (stepped, state);
@@ -529,6 +557,7 @@ where
                 grad_b,
                 state_a,
                 state_b,
+                gram_b: None,
             });
         }
 
@@ -544,6 +573,7 @@ where
                 grad_b,
                 mut state_a,
                 mut state_b,
+                gram_b,
             } = w;
             if let Some(g) = grad_a {
                 let (new_a, state) = self.adam_update(a, g, state_a, eta_a, true);
@@ -551,7 +581,7 @@ where
                 state_a = state;
             }
             if let Some(g) = grad_b {
-                let (new_b, state) = self.step_b(b, g, state_b, eta_b);
+                let (new_b, state) = self.step_b(b, g, gram_b, state_b, eta_b);
                 updates.insert(ids.lora_b, new_b);
                 state_b = state;
             }
