@@ -12,4 +12,4 @@ cd "$(dirname "$0")/.."
 export MANIFOLD_LORA_SHARED="${MANIFOLD_LORA_SHARED:-$(pwd)/../shared}"
 backend="${BACKEND:-cuda}"
 exec cargo bench --features "$backend" --bench compare -- \
-  --backends "$backend" --models deberta --threads 1 --batch 32 --seq 256 --steps 5 "$@"
+  --backends "$backend" --models deberta --threads 1 --batch 32 --seq 256 --steps 5 --precision f32,bf16 "$@"

@@ -15,7 +15,9 @@
 //! Theirs runs `benches/compare/peft_step.py` with `python3` (`--python` to choose another);
 //! without torch, transformers and peft it is skipped with the reason. Ours runs on each CPU
 //! backend compiled in (`ndarray`, and `flex` with `--features flex`); ndarray is built without
-//! threads, so it is measured at one thread only.
+//! threads, so it is measured at one thread only. `--precision f32,bf16` measures each precision:
+//! ours keeps the frozen base projections in it (`manifold_lora::precision`), theirs runs the
+//! forward under `torch.autocast` (f32 weights, half-precision products).
 
 mod ours;
 
@@ -28,12 +30,14 @@ use std::process::Command;
 use serde_json::Value;
 
 const USAGE: &str = "usage: compare [--models minilm,deberta] [--threads 1,2] \
-[--backends ndarray,flex,wgpu,cuda] [--batch 32] [--seq 128] [--steps N] [--python PATH] [--json FILE]";
+[--backends ndarray,flex,wgpu,cuda] [--precision f32,bf16,f16] [--batch 32] [--seq 128] [--steps N] \
+[--python PATH] [--json FILE]";
 
 struct Options {
     models: Vec<String>,
     threads: Vec<usize>,
     backends: Vec<String>,
+    precisions: Vec<String>,
     steps: usize,
     batch: usize,
     seq: usize,
@@ -73,6 +77,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         models: vec!["minilm".into(), "deberta".into()],
         threads: vec![1, 2],
         backends: ours::BACKENDS.iter().map(|s| s.to_string()).collect(),
+        precisions: vec!["f32".into()],
         steps: 3,
         batch: 32,
         seq: 128,
@@ -90,6 +95,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         match flag.as_str() {
             "--models" => options.models = list(value()?),
             "--backends" => options.backends = list(value()?),
+            "--precision" => options.precisions = list(value()?),
             "--threads" => {
                 options.threads = list(value()?)
                     .iter()
@@ -109,6 +115,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
         if !ours::MODELS.contains(&m.as_str()) {
             return Err(format!("unknown model {m:?} (known: {:?})", ours::MODELS));
         }
+    }
+    for p in &options.precisions {
+        p.parse::<manifold_lora::precision::Precision>()
+            .map_err(|e| e.to_string())?;
     }
     for b in &options.backends {
         if !ours::BACKENDS.contains(&b.as_str()) {
@@ -163,47 +173,11 @@ fn measure(mut command: Command, what: &str) -> Option<Value> {
 }
 
 fn run(options: &Options) {
-    let exe = std::env::current_exe().expect("the running benchmark has a path");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/compare/peft_step.py");
-    let shared = manifold_lora::testing::shared_root();
     let mut rows = Vec::new();
-    let numbers = [options.steps, options.batch, options.seq].map(|n| n.to_string());
-    let gpu = options.backends.iter().any(|b| !ours::on_cpu(b));
     for model in &options.models {
         for &threads in &options.threads {
-            let mut theirs = Command::new(&options.python);
-            theirs
-                .arg(&script)
-                .args(["--model", model, "--threads", &threads.to_string()])
-                .args([
-                    "--steps",
-                    &numbers[0],
-                    "--batch",
-                    &numbers[1],
-                    "--seq",
-                    &numbers[2],
-                ])
-                .args(["--device", if gpu { "cuda" } else { "cpu" }])
-                .arg("--shared")
-                .arg(&shared);
-            let reference = measure(theirs, &format!("PyTorch+PEFT {model} {threads} thread(s)"));
-            for backend in &options.backends {
-                // ndarray is compiled without threads: one measurement is all it has.
-                if backend == "ndarray" && threads != options.threads[0] {
-                    continue;
-                }
-                let mut child = Command::new(&exe);
-                child
-                    .args(["--child", model, backend, &threads.to_string()])
-                    .args(&numbers)
-                    .env("RAYON_NUM_THREADS", threads.to_string());
-                let what = format!("ours ({backend}) {model} {threads} thread(s)");
-                if let Some(v) = measure(child, &what) {
-                    rows.push((v, reference.clone()));
-                }
-            }
-            if let Some(r) = reference {
-                rows.push((r, None));
+            for precision in &options.precisions {
+                rows.extend(measure_pair(options, model, threads, precision));
             }
         }
     }
@@ -216,6 +190,54 @@ fn run(options: &Options) {
             std::process::exit(1);
         }
     }
+}
+
+/// Theirs, then ours on every backend, for one model, thread count and precision: rows of
+/// (measurement, theirs to compare it with).
+fn measure_pair(
+    options: &Options,
+    model: &str,
+    threads: usize,
+    precision: &str,
+) -> Vec<(Value, Option<Value>)> {
+    let exe = std::env::current_exe().expect("the running benchmark has a path");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/compare/peft_step.py");
+    let numbers = [options.steps, options.batch, options.seq].map(|n| n.to_string());
+    let gpu = options.backends.iter().any(|b| !ours::on_cpu(b));
+    let mut theirs = Command::new(&options.python);
+    theirs
+        .arg(&script)
+        .args(["--model", model, "--threads", &threads.to_string()])
+        .args(["--steps", &numbers[0], "--batch", &numbers[1]])
+        .args(["--seq", &numbers[2], "--precision", precision])
+        .args(["--device", if gpu { "cuda" } else { "cpu" }])
+        .arg("--shared")
+        .arg(manifold_lora::testing::shared_root());
+    let reference = measure(
+        theirs,
+        &format!("PyTorch+PEFT {model} {threads} thread(s) {precision}"),
+    );
+    let mut rows = Vec::new();
+    for backend in &options.backends {
+        // ndarray is compiled without threads: one measurement is all it has.
+        if backend == "ndarray" && threads != options.threads[0] {
+            continue;
+        }
+        let mut child = Command::new(&exe);
+        child
+            .args(["--child", model, backend, &threads.to_string()])
+            .args(&numbers)
+            .arg(precision)
+            .env("RAYON_NUM_THREADS", threads.to_string());
+        let what = format!("ours ({backend}) {model} {threads} thread(s) {precision}");
+        if let Some(v) = measure(child, &what) {
+            rows.push((v, reference.clone()));
+        }
+    }
+    if let Some(r) = reference {
+        rows.push((r, None));
+    }
+    rows
 }
 
 fn print_table(rows: &[(Value, Option<Value>)], options: &Options) {

@@ -13,6 +13,7 @@ use manifold_lora::models::bert::BertForSequenceClassification;
 use manifold_lora::models::deberta::{DebertaV2Config, DebertaV2ForSequenceClassification};
 use manifold_lora::models::{EncoderInput, InjectLora, SequenceClassifier};
 use manifold_lora::optim::ManifoldAdamWConfig;
+use manifold_lora::precision::{cast_base_projections, Precision};
 use manifold_lora::testing::shared_path;
 use serde_json::json;
 
@@ -43,9 +44,12 @@ pub struct Shape {
     pub batch: usize,
     pub seq: usize,
     pub steps: usize,
+    /// Of the frozen base projections.
+    pub precision: Precision,
 }
 
-/// `--child MODEL BACKEND THREADS STEPS BATCH SEQ`: measures and returns the JSON line.
+/// `--child MODEL BACKEND THREADS STEPS BATCH SEQ [PRECISION]`: measures and returns the JSON
+/// line.
 pub fn child(args: &[String]) -> Result<String, String> {
     let [model, backend, threads, numbers @ ..] = args else {
         return Err(format!(
@@ -65,6 +69,12 @@ pub fn child(args: &[String]) -> Result<String, String> {
         steps: number(0)?,
         batch: number(1)?,
         seq: number(2)?,
+        precision: match numbers.get(3) {
+            Some(p) => p
+                .parse()
+                .map_err(|e: manifold_lora::error::Error| e.to_string())?,
+            None => Precision::F32,
+        },
     };
     let timings = match backend.as_str() {
         #[cfg(feature = "ndarray")]
@@ -78,7 +88,10 @@ pub fn child(args: &[String]) -> Result<String, String> {
         other => return Err(format!("backend {other:?} is not compiled in")),
     };
     let line = json!({
-        "implementation": format!("manifold-lora ({backend})"),
+        "implementation": match shape.precision {
+            Precision::F32 => format!("manifold-lora ({backend})"),
+            p => format!("manifold-lora ({backend}, {p})"),
+        },
         "model": model,
         "threads": threads,
         "steps": shape.steps,
@@ -102,6 +115,10 @@ struct Timings {
 
 fn measure<B: AutodiffBackend>(model: &str, shape: Shape) -> Result<Timings, String> {
     let device = B::Device::default();
+    shape
+        .precision
+        .check::<B>(&device)
+        .map_err(|e| format!("skipped: {e}"))?;
     let lora = |targets: [&str; 2]| LoraConfig {
         rank: 8,
         alpha: 16.0,
@@ -119,7 +136,12 @@ fn measure<B: AutodiffBackend>(model: &str, shape: Shape) -> Result<Timings, Str
             let m = m
                 .inject_lora(&lora(["query", "value"]))
                 .map_err(|e| e.to_string())?;
-            Ok(time_steps(m, 101, shape, &device))
+            Ok(time_steps(
+                cast_base_projections(m, shape.precision).0,
+                101,
+                shape,
+                &device,
+            ))
         }
         "deberta" => {
             let path = shared_path("models/deberta-v3-base.config.json")
@@ -130,7 +152,12 @@ fn measure<B: AutodiffBackend>(model: &str, shape: Shape) -> Result<Timings, Str
             let m = m
                 .inject_lora(&lora(["query_proj", "value_proj"]))
                 .map_err(|e| e.to_string())?;
-            Ok(time_steps(m, 1, shape, &device))
+            Ok(time_steps(
+                cast_base_projections(m, shape.precision).0,
+                1,
+                shape,
+                &device,
+            ))
         }
         other => Err(format!("unknown model {other:?}")),
     }

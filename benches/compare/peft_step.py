@@ -31,6 +31,8 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    # Automatic mixed precision: weights stay f32, autocast runs the products in half.
+    parser.add_argument("--precision", choices=["f32", "bf16", "f16"], default="f32")
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[3] / "shared")
     args = parser.parse_args()
     try:
@@ -79,6 +81,10 @@ def main():
     }
     labels = torch.tensor([i % 2 for i in range(b)], device=device)
 
+    def autocast():
+        dtype = {"bf16": torch.bfloat16, "f16": torch.float16}.get(args.precision)
+        return torch.autocast(args.device, dtype=dtype or torch.float32, enabled=dtype is not None)
+
     def sync():
         if args.device == "cuda":
             torch.cuda.synchronize()
@@ -88,7 +94,9 @@ def main():
         sync()
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        model(**batch, labels=labels).loss.backward()
+        with autocast():
+            loss = model(**batch, labels=labels).loss
+        loss.backward()
         sync()
         before = time.perf_counter()
         optimizer.step()
@@ -102,12 +110,14 @@ def main():
     with torch.inference_mode():
         for step in range(args.steps + 1):
             start = time.perf_counter()
-            model(**batch).logits.sum().item()
+            with autocast():
+                model(**batch).logits.float().sum().item()
             if step > 0:
                 evaluation += time.perf_counter() - start
     n = args.steps
     print(json.dumps({
-        "implementation": f"PyTorch {torch.__version__} + PEFT {peft.__version__}",
+        "implementation": f"PyTorch {torch.__version__} + PEFT {peft.__version__}"
+        + ("" if args.precision == "f32" else f" (autocast {args.precision})"),
         "model": args.model,
         "threads": args.threads,
         "steps": n,
