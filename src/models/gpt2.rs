@@ -671,6 +671,36 @@ mod tests {
         }
     }
 
+    /// bf16 base projections reach the fused `c_attn` too: logits close to f32's, the slice
+    /// adapters still f32.
+    #[test]
+    fn bf16_base_projections_cover_the_fused_c_attn() {
+        use crate::backend::Cpu;
+        use crate::precision::{cast_base_projections, Precision};
+        use burn::tensor::DType;
+        let device = Default::default();
+        if Precision::Bf16.check::<Cpu>(&device).is_err() {
+            return; // ndarray: refused by name (src/precision.rs tests)
+        }
+        let model = random_model::<Cpu>(&device)
+            .inject_lora(&lora(&["c_attn.q", "c_attn.v"], Manifold::Stiefel))
+            .unwrap();
+        let (half, cast) = cast_base_projections(model.clone(), Precision::Bf16);
+        // Per block: c_attn, attn.c_proj, mlp.c_fc and mlp.c_proj, weight and bias each.
+        assert_eq!(cast, 4 * 2 * tiny().n_layer);
+        let c_attn = &half.transformer.h[0].attn.c_attn;
+        assert_eq!(c_attn.base.weight.val().dtype(), DType::BF16);
+        let q = &c_attn.q.as_ref().unwrap().adapter;
+        assert_eq!(q.lora_b.val().dtype(), DType::F32);
+        let input = ids::<Cpu>(&[&[1, 5, 9, 3, 7]], &device);
+        let full = model.forward(input.clone(), None, None, None).logits;
+        let halved = half.forward(input, None, None, None).logits;
+        assert_eq!(halved.dtype(), DType::F32);
+        let diff = (full.clone() - halved).abs().max().into_scalar();
+        let size = full.abs().max().into_scalar();
+        assert!(diff > 0.0 && diff < 0.05 * size, "{diff} of {size}");
+    }
+
     #[test]
     fn config_defaults_and_errors() {
         let config = tiny();
