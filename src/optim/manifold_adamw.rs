@@ -20,6 +20,8 @@
 //!
 //! Every other trainable parameter (classifier heads) gets Burn's AdamW with the same β, ε and λ.
 
+use std::sync::Arc;
+
 use burn::module::{AutodiffModule, ParamId};
 use burn::optim::{
     adaptor::OptimizerAdaptor, AdamW, AdamWConfig, GradientsParams, MultiGradientsParams, Optimizer,
@@ -255,6 +257,7 @@ impl ManifoldAdamWConfig {
             states: HashMap::new(),
             others,
             gradient_divisor: 1,
+            step_barrier: None,
         })
     }
 }
@@ -297,6 +300,8 @@ pub struct ManifoldAdamW<M: AutodiffModule<B>, B: AutodiffBackend> {
     /// Micro-batch gradients summed into one step's (accumulation × devices): adapter gradients
     /// are divided by it, so the penalty inside the gradient meets the batch-mean gradient.
     gradient_divisor: usize,
+    /// Called before a step writes anything ([`ManifoldAdamW::with_step_barrier`]).
+    step_barrier: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// Gradients from one device or several.
@@ -344,6 +349,15 @@ where
     M: AutodiffModule<B>,
     B: AutodiffBackend,
 {
+    /// Calls `wait` at the start of every step, before any parameter or optimizer state is
+    /// updated. The updates write in place where a tensor has no other owner, and a checkpoint
+    /// thread that has handed its copy of a tensor to a GPU read may no longer count as one: the
+    /// trainer passes a wait for the last checkpoint's files ([`crate::train::checkpoint::WriteGate`]).
+    pub fn with_step_barrier(mut self, wait: impl Fn() + Send + Sync + 'static) -> Self {
+        self.step_barrier = Some(Arc::new(wait));
+        self
+    }
+
     /// Divides the adapters' gradients by `n` (at least 1): the number of micro-batch gradients
     /// burn-train sums into one step (gradient accumulation × devices), each the mean over its
     /// micro-batch — so the step sees the mean over the whole batch. The other parameters' AdamW
@@ -514,6 +528,9 @@ where
     }
 
     fn step_common(&mut self, lr: f64, module: M, mut grads: Grads) -> M {
+        if let Some(wait) = &self.step_barrier {
+            wait();
+        }
         let adapters = module.lora_adapters();
         let wanted: HashSet<ParamId> = adapters.iter().flat_map(|a| [a.lora_a, a.lora_b]).collect();
         let mut values: HashMap<ParamId, Tensor<B::InnerBackend, 2>> =
@@ -1034,6 +1051,33 @@ mod tests {
                 assert!(dist < 1e-2, "{manifold} μ {mu}: distance {dist}");
             }
         }
+    }
+
+    /// The trainer's checkpoint wait runs once per step, before the step has changed anything:
+    /// the barrier sees the parameters of the previous step.
+    #[test]
+    fn the_step_barrier_runs_before_anything_is_updated() {
+        let model = net(Manifold::Stiefel, 6, 5, 2);
+        let b = |m: &Net<Train>| to_host(&m.layer.adapter.as_ref().unwrap().lora_b.val()).0;
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let shared = Arc::new(std::sync::Mutex::new(model.clone()));
+        let mut optim = ManifoldAdamWConfig::default()
+            .init::<Train, Net<Train>>()
+            .unwrap()
+            .with_step_barrier({
+                let (seen, shared) = (seen.clone(), shared.clone());
+                move || seen.lock().unwrap().push(b(&shared.lock().unwrap()))
+            });
+        let mut model = model;
+        for seed in 0..2 {
+            let grads = random_grads(&model, seed);
+            let before = b(&model);
+            model = optim.step(1e-2, model, grads);
+            assert_eq!(seen.lock().unwrap().last(), Some(&before), "step {seed}");
+            assert_ne!(b(&model), before, "the step moved B");
+            *shared.lock().unwrap() = model.clone();
+        }
+        assert_eq!(seen.lock().unwrap().len(), 2);
     }
 
     #[test]

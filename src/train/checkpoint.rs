@@ -10,11 +10,18 @@
 //! The model, optimizer and scheduler of one epoch are three files written by three threads, so
 //! the strategy keeps the last two epochs: a kill during epoch e's writes leaves epoch e − 1
 //! whole, and [`resume_epoch`] picks the newest epoch whose three files all load.
+//!
+//! Those threads read the tensors while training goes on, and the next optimizer step updates
+//! parameters and moments in place once nothing else holds them. On wgpu that race showed: an
+//! epoch-1 checkpoint held one moment tensor of a later step in 2 of 5 runs on lavapipe, and the
+//! runs resumed from it drifted. A [`WriteGate`] holds the next step until the epoch's three
+//! files are written (0 of 6 runs then differed).
 
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use burn::record::{FileRecorder, FullPrecisionSettings, Record, Recorder, RecorderError};
 use burn::tensor::backend::Backend;
@@ -30,13 +37,77 @@ pub const CHECKPOINT_DIR: &str = "checkpoint";
 /// The three files of an epoch, as burn-train names them.
 pub const PARTS: [&str; 3] = ["model", "optim", "scheduler"];
 
+/// The files a checkpoint promised and has not written yet: the checkpointing strategy adds an
+/// epoch's three when it asks for a save, the recorder takes one off per file it is done with
+/// (written or failed), and the optimizer's next step waits for none to be left.
+#[derive(Debug, Clone, Default)]
+pub struct WriteGate {
+    pending: Arc<(Mutex<usize>, Condvar)>,
+}
+
+/// Longer than any checkpoint write: past it the step goes on with a warning rather than hang
+/// training on a checkpoint thread that died.
+const GATE_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl WriteGate {
+    /// `files` more files are on their way.
+    pub fn expect(&self, files: usize) {
+        let (count, _) = &*self.pending;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) += files;
+    }
+
+    /// One file is done (a file nobody announced is ignored).
+    pub fn done(&self) {
+        let (count, changed) = &*self.pending;
+        let mut count = count.lock().unwrap_or_else(|e| e.into_inner());
+        *count = count.saturating_sub(1);
+        changed.notify_all();
+    }
+
+    /// Blocks until every announced file is done, or `timeout` has passed (then false).
+    pub fn wait_for(&self, timeout: Duration) -> bool {
+        let (count, changed) = &*self.pending;
+        let deadline = Instant::now() + timeout;
+        let mut pending = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *pending > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            pending = changed
+                .wait_timeout(pending, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// [`WriteGate::wait_for`] with the default timeout, warning once it has passed.
+    pub fn wait(&self) {
+        if !self.wait_for(GATE_TIMEOUT) {
+            eprintln!(
+                "warning: a checkpoint file was still not written after {} s; training goes on",
+                GATE_TIMEOUT.as_secs()
+            );
+            let (count, _) = &*self.pending;
+            *count.lock().unwrap_or_else(|e| e.into_inner()) = 0;
+        }
+    }
+}
+
 /// MessagePack files (as burn's `NamedMpkFileRecorder`) written atomically.
 #[derive(Debug, Clone, Default)]
 pub struct AtomicRecorder {
     failure: Arc<Mutex<Option<String>>>,
+    gate: WriteGate,
 }
 
 impl AtomicRecorder {
+    /// The gate this recorder reports its finished files to.
+    pub fn gate(&self) -> WriteGate {
+        self.gate.clone()
+    }
+
     /// The first write error, if any write failed.
     pub fn failure(&self) -> Option<String> {
         self.failure.lock().ok().and_then(|f| f.clone())
@@ -80,8 +151,11 @@ impl<B: Backend> Recorder<B> for AtomicRecorder {
         file: PathBuf,
     ) -> std::result::Result<(), RecorderError> {
         let path = file.with_extension(<Self as FileRecorder<B>>::file_extension());
-        let bytes = rmp_serde::encode::to_vec_named(&item).map_err(|e| self.fail(&path, e))?;
-        write_atomically(&path, &bytes).map_err(|e| self.fail(&path, e))
+        let result = rmp_serde::encode::to_vec_named(&item)
+            .map_err(|e| self.fail(&path, e))
+            .and_then(|bytes| write_atomically(&path, &bytes).map_err(|e| self.fail(&path, e)));
+        self.gate.done();
+        result
     }
 
     /// As `NamedMpkFileRecorder` reads, but every error names the file, and every tensor is
@@ -408,6 +482,8 @@ pub struct KeepLastAndBest {
     pub history: Arc<Mutex<History>>,
     /// The metric that selects the best epoch.
     pub metric: String,
+    /// Told of the three files each save asks for.
+    pub gate: WriteGate,
 }
 
 impl KeepLastAndBest {
@@ -432,11 +508,23 @@ pub fn best_epoch(series: &[f64]) -> Option<usize> {
 
 impl CheckpointingStrategy for KeepLastAndBest {
     fn checkpointing(&mut self, epoch: usize, _: &EventStoreClient) -> Vec<CheckpointingAction> {
-        self.actions(epoch)
+        self.announced_actions(epoch)
     }
 }
 
 impl KeepLastAndBest {
+    /// [`KeepLastAndBest::actions`], with the files of each save announced to the gate: here,
+    /// on the training thread, before burn-train hands the records to its writer threads.
+    fn announced_actions(&mut self, epoch: usize) -> Vec<CheckpointingAction> {
+        let actions = self.actions(epoch);
+        let saves = actions
+            .iter()
+            .filter(|a| matches!(a, CheckpointingAction::Save))
+            .count();
+        self.gate.expect(saves * PARTS.len());
+        actions
+    }
+
     /// Save `epoch`; delete what is neither the previous epoch, the best, nor unjudged.
     fn actions(&mut self, epoch: usize) -> Vec<CheckpointingAction> {
         let mut actions = vec![CheckpointingAction::Save];
@@ -545,6 +633,71 @@ mod tests {
     }
 
     #[test]
+    fn the_gate_waits_for_every_announced_file_written_or_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = AtomicRecorder::default();
+        let mut strategy = KeepLastAndBest {
+            saved: BTreeSet::new(),
+            history: Arc::new(Mutex::new(History::default())),
+            metric: "accuracy".into(),
+            gate: recorder.gate(),
+        };
+        let gate = recorder.gate();
+        assert!(gate.wait_for(Duration::ZERO), "nothing announced: open");
+        assert_eq!(
+            strategy.announced_actions(1),
+            vec![CheckpointingAction::Save]
+        );
+        assert!(
+            !gate.wait_for(Duration::from_millis(20)),
+            "three files announced, none written"
+        );
+
+        let device = crate::backend::device();
+        let linear = LinearConfig::new(3, 2).init::<Inner>(&device);
+        let writer = {
+            let recorder = recorder.clone();
+            let linear = linear.clone();
+            let run_dir = dir.path().to_path_buf();
+            std::thread::spawn(move || {
+                for part in ["model", "optim"] {
+                    let path = part_path(&run_dir, part, 1);
+                    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    Recorder::<Inner>::record(&recorder, linear.clone().into_record(), path)
+                        .unwrap();
+                }
+            })
+        };
+        writer.join().unwrap();
+        assert!(
+            !gate.wait_for(Duration::from_millis(20)),
+            "one file still to come"
+        );
+        // A failed write counts as done too: the step must not wait for a file that never comes.
+        let missing = Path::new("/nonexistent-manifold-lora-dir/scheduler-1");
+        assert!(
+            Recorder::<Inner>::record(&recorder, linear.into_record(), missing.into()).is_err()
+        );
+        assert!(gate.wait_for(Duration::ZERO));
+
+        // A waiter blocked on the gate is released by the last file, from another thread.
+        gate.expect(1);
+        let release = {
+            let gate = gate.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                gate.done();
+            })
+        };
+        assert!(gate.wait_for(Duration::from_secs(30)));
+        release.join().unwrap();
+        // Files nobody announced do not open the gate for the next checkpoint in advance.
+        gate.done();
+        gate.expect(1);
+        assert!(!gate.wait_for(Duration::from_millis(20)));
+    }
+
+    #[test]
     fn discard_from_removes_that_epoch_and_later_ones_only() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(CHECKPOINT_DIR)).unwrap();
@@ -574,6 +727,7 @@ mod tests {
             saved: BTreeSet::new(),
             history: history.clone(),
             metric: "accuracy".into(),
+            gate: WriteGate::default(),
         };
         let valid = |acc: f64| {
             let mut h = history.lock().unwrap();

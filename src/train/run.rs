@@ -295,10 +295,15 @@ where
         ),
         None => WarmupLinear::new(config.lr, config.warmup_ratio, total_steps),
     };
+    // The checkpoint threads read tensors that the next step would update in place: that step
+    // waits until the epoch's files are written (train/checkpoint.rs).
+    let recorder = AtomicRecorder::default();
+    let gate = recorder.gate();
     let optimizer = config
         .optimizer
         .init::<B, T::Model<B>>()?
-        .with_gradient_divisor(config.gradients_per_step());
+        .with_gradient_divisor(config.gradients_per_step())
+        .with_step_barrier(move || gate.wait());
 
     let first_epoch = resume_epoch.map_or(1, |e| e + 1);
     let order = if config.length_bucketing {
@@ -351,7 +356,6 @@ where
     logger = logger.devices(devices.len());
     let non_finite = Arc::new(Mutex::new(None));
     logger = logger.stop_on_non_finite_loss(interrupter.clone(), non_finite.clone());
-    let recorder = AtomicRecorder::default();
     let mut training = training
         .metric_train_numeric(LossMetric::<T::Payload>::default())
         .metric_valid_numeric(LossMetric::<T::Payload>::default())
@@ -363,6 +367,7 @@ where
             saved: saved.clone(),
             history: history.clone(),
             metric: task.primary_metric(),
+            gate: recorder.gate(),
         })
         .num_epochs(config.epochs)
         .summary();
