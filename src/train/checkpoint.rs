@@ -15,7 +15,8 @@
 //! parameters and moments in place once nothing else holds them. On wgpu that race showed: an
 //! epoch-1 checkpoint held one moment tensor of a later step in 2 of 5 runs on lavapipe, and the
 //! runs resumed from it drifted. A [`WriteGate`] holds the next step until the epoch's three
-//! files are written (0 of 6 runs then differed).
+//! records have been read to the host (0 of 7 runs then differed); encoding and writing the files
+//! still overlap training.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -37,26 +38,27 @@ pub const CHECKPOINT_DIR: &str = "checkpoint";
 /// The three files of an epoch, as burn-train names them.
 pub const PARTS: [&str; 3] = ["model", "optim", "scheduler"];
 
-/// The files a checkpoint promised and has not written yet: the checkpointing strategy adds an
-/// epoch's three when it asks for a save, the recorder takes one off per file it is done with
-/// (written or failed), and the optimizer's next step waits for none to be left.
+/// The optimizer's writes wait here for the checkpoint's reads: the checkpointing strategy
+/// announces an epoch's three records when it asks for a save, the recorder takes one off per
+/// record that reaches it (burn has read its tensors to the host by then), and the optimizer's
+/// next step waits until none is left.
 #[derive(Debug, Clone, Default)]
 pub struct WriteGate {
     pending: Arc<(Mutex<usize>, Condvar)>,
 }
 
-/// Longer than any checkpoint write: past it the step goes on with a warning rather than hang
+/// Longer than any checkpoint read: past it the step goes on with a warning rather than hang
 /// training on a checkpoint thread that died.
 const GATE_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl WriteGate {
-    /// `files` more files are on their way.
-    pub fn expect(&self, files: usize) {
+    /// `records` more records are on their way.
+    pub fn expect(&self, records: usize) {
         let (count, _) = &*self.pending;
-        *count.lock().unwrap_or_else(|e| e.into_inner()) += files;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) += records;
     }
 
-    /// One file is done (a file nobody announced is ignored).
+    /// One record is on the host (one nobody announced is ignored).
     pub fn done(&self) {
         let (count, changed) = &*self.pending;
         let mut count = count.lock().unwrap_or_else(|e| e.into_inner());
@@ -64,7 +66,7 @@ impl WriteGate {
         changed.notify_all();
     }
 
-    /// Blocks until every announced file is done, or `timeout` has passed (then false).
+    /// Blocks until every announced record is on the host, or `timeout` has passed (then false).
     pub fn wait_for(&self, timeout: Duration) -> bool {
         let (count, changed) = &*self.pending;
         let deadline = Instant::now() + timeout;
@@ -86,7 +88,7 @@ impl WriteGate {
     pub fn wait(&self) {
         if !self.wait_for(GATE_TIMEOUT) {
             eprintln!(
-                "warning: a checkpoint file was still not written after {} s; training goes on",
+                "warning: a checkpoint was still not read after {} s; training goes on",
                 GATE_TIMEOUT.as_secs()
             );
             let (count, _) = &*self.pending;
@@ -103,7 +105,7 @@ pub struct AtomicRecorder {
 }
 
 impl AtomicRecorder {
-    /// The gate this recorder reports its finished files to.
+    /// The gate this recorder reports the records it receives to.
     pub fn gate(&self) -> WriteGate {
         self.gate.clone()
     }
@@ -150,12 +152,11 @@ impl<B: Backend> Recorder<B> for AtomicRecorder {
         item: I,
         file: PathBuf,
     ) -> std::result::Result<(), RecorderError> {
-        let path = file.with_extension(<Self as FileRecorder<B>>::file_extension());
-        let result = rmp_serde::encode::to_vec_named(&item)
-            .map_err(|e| self.fail(&path, e))
-            .and_then(|bytes| write_atomically(&path, &bytes).map_err(|e| self.fail(&path, e)));
+        // `item` is host data: every device read of this record is done.
         self.gate.done();
-        result
+        let path = file.with_extension(<Self as FileRecorder<B>>::file_extension());
+        let bytes = rmp_serde::encode::to_vec_named(&item).map_err(|e| self.fail(&path, e))?;
+        write_atomically(&path, &bytes).map_err(|e| self.fail(&path, e))
     }
 
     /// As `NamedMpkFileRecorder` reads, but every error names the file, and every tensor is
@@ -482,7 +483,7 @@ pub struct KeepLastAndBest {
     pub history: Arc<Mutex<History>>,
     /// The metric that selects the best epoch.
     pub metric: String,
-    /// Told of the three files each save asks for.
+    /// Told of the three records each save asks for.
     pub gate: WriteGate,
 }
 
@@ -513,7 +514,7 @@ impl CheckpointingStrategy for KeepLastAndBest {
 }
 
 impl KeepLastAndBest {
-    /// [`KeepLastAndBest::actions`], with the files of each save announced to the gate: here,
+    /// [`KeepLastAndBest::actions`], with the records of each save announced to the gate: here,
     /// on the training thread, before burn-train hands the records to its writer threads.
     fn announced_actions(&mut self, epoch: usize) -> Vec<CheckpointingAction> {
         let actions = self.actions(epoch);
@@ -633,7 +634,7 @@ mod tests {
     }
 
     #[test]
-    fn the_gate_waits_for_every_announced_file_written_or_failed() {
+    fn the_gate_waits_for_every_announced_record_written_or_failed() {
         let dir = tempfile::tempdir().unwrap();
         let recorder = AtomicRecorder::default();
         let mut strategy = KeepLastAndBest {
@@ -650,7 +651,7 @@ mod tests {
         );
         assert!(
             !gate.wait_for(Duration::from_millis(20)),
-            "three files announced, none written"
+            "three records announced, none seen"
         );
 
         let device = crate::backend::device();
@@ -671,16 +672,16 @@ mod tests {
         writer.join().unwrap();
         assert!(
             !gate.wait_for(Duration::from_millis(20)),
-            "one file still to come"
+            "one record still to come"
         );
-        // A failed write counts as done too: the step must not wait for a file that never comes.
+        // A failed write counts too: its tensors were read, and the step must not wait forever.
         let missing = Path::new("/nonexistent-manifold-lora-dir/scheduler-1");
         assert!(
             Recorder::<Inner>::record(&recorder, linear.into_record(), missing.into()).is_err()
         );
         assert!(gate.wait_for(Duration::ZERO));
 
-        // A waiter blocked on the gate is released by the last file, from another thread.
+        // A waiter blocked on the gate is released by the last record, from another thread.
         gate.expect(1);
         let release = {
             let gate = gate.clone();
@@ -691,7 +692,7 @@ mod tests {
         };
         assert!(gate.wait_for(Duration::from_secs(30)));
         release.join().unwrap();
-        // Files nobody announced do not open the gate for the next checkpoint in advance.
+        // Records nobody announced do not open the gate for the next checkpoint in advance.
         gate.done();
         gate.expect(1);
         assert!(!gate.wait_for(Duration::from_millis(20)));

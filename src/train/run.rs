@@ -296,7 +296,7 @@ where
         None => WarmupLinear::new(config.lr, config.warmup_ratio, total_steps),
     };
     // The checkpoint threads read tensors that the next step would update in place: that step
-    // waits until the epoch's files are written (train/checkpoint.rs).
+    // waits until they are read (train/checkpoint.rs).
     let recorder = AtomicRecorder::default();
     let gate = recorder.gate();
     let optimizer = config
