@@ -350,9 +350,9 @@ where
     B: AutodiffBackend,
 {
     /// Calls `wait` at the start of every step, before any parameter or optimizer state is
-    /// updated. The updates write in place where a tensor has no other owner, and a checkpoint
-    /// thread that has handed its copy of a tensor to a GPU read may no longer count as one: the
-    /// trainer passes a wait for the last checkpoint's reads ([`crate::train::checkpoint::WriteGate`]).
+    /// updated. The updates write in place where a tensor has no other owner, and on wgpu a
+    /// checkpoint read on another thread was seen to catch such a write: the trainer passes a
+    /// wait for the last checkpoint's reads ([`crate::train::checkpoint::WriteGate`]).
     pub fn with_step_barrier(mut self, wait: impl Fn() + Send + Sync + 'static) -> Self {
         self.step_barrier = Some(Arc::new(wait));
         self

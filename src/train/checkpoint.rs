@@ -15,8 +15,8 @@
 //! parameters and moments in place once nothing else holds them. On wgpu that race showed: an
 //! epoch-1 checkpoint held one moment tensor of a later step in 2 of 5 runs on lavapipe, and the
 //! runs resumed from it drifted. A [`WriteGate`] holds the next step until the epoch's three
-//! records have been read to the host (0 of 7 runs then differed); encoding and writing the files
-//! still overlap training.
+//! records have been read to the host (8 of 8 runs then gave identical checkpoints); encoding
+//! and writing the files still overlap training.
 
 use std::collections::BTreeSet;
 use std::io::Write;
